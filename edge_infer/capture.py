@@ -1,0 +1,96 @@
+"""The capture thread and the bounded hand-off between it and the inference loop."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+
+from .errors import EdgeInferError, SourceError
+from .sources.base import Source
+from .values import Frame
+
+log = logging.getLogger(__name__)
+
+
+class FrameHandoff:
+    """Holds at most `capacity` frames between the capture thread and the inference loop.
+
+    With `drop_oldest` (live video) a full hand-off drops its oldest frame and counts it, so the
+    loop always gets the newest frame and never lags behind reality. Without it (files) the
+    capture thread waits for room, so every frame is classified.
+    """
+
+    def __init__(self, capacity: int, drop_oldest: bool, stop: threading.Event) -> None:
+        self._frames: deque[Frame] = deque()
+        self._capacity = capacity
+        self._drop_oldest = drop_oldest
+        self._stop = stop
+        self._cond = threading.Condition()
+        self._finished = False
+        self.error: EdgeInferError | None = None
+        self.dropped = 0
+
+    def put(self, frame: Frame) -> bool:
+        """Hand over a frame; False when the run stopped before there was room for it."""
+        with self._cond:
+            while len(self._frames) >= self._capacity:
+                if self._drop_oldest:
+                    self._frames.popleft().release()
+                    self.dropped += 1
+                elif self._stop.is_set():
+                    return False
+                else:
+                    self._cond.wait(0.1)
+            self._frames.append(frame)
+            self._cond.notify_all()
+            return True
+
+    def finish(self, error: EdgeInferError | None = None) -> None:
+        """No more frames will come; `error` says why, if the source failed."""
+        with self._cond:
+            self._finished = True
+            self.error = error
+            self._cond.notify_all()
+
+    def get(self, timeout: float) -> Frame | None:
+        """The next frame, or None if none came within `timeout` (check `exhausted`)."""
+        with self._cond:
+            if not self._frames and not self._finished:
+                self._cond.wait(timeout)
+            if not self._frames:
+                return None
+            frame = self._frames.popleft()
+            self._cond.notify_all()
+            return frame
+
+    @property
+    def exhausted(self) -> bool:
+        with self._cond:
+            return self._finished and not self._frames
+
+
+def capture_frames(source: Source, handoff: FrameHandoff, stop: threading.Event) -> None:
+    """Body of the capture thread: read until the source ends, fails, or the run stops."""
+    error: EdgeInferError | None = None
+    try:
+        while not stop.is_set():
+            frame = source.read()
+            if frame is None:
+                break
+            if not handoff.put(frame):
+                frame.release()
+                break
+    except EdgeInferError as exc:
+        error = exc
+    except Exception as exc:  # a driver or decoder bug must still end the run with one clear line
+        log.debug("capture failed", exc_info=True)
+        error = SourceError(f"{source.description} failed: {type(exc).__name__}: {exc}")
+    finally:
+        handoff.finish(error)
+
+
+def start_capture(source: Source, handoff: FrameHandoff, stop: threading.Event) -> threading.Thread:
+    thread = threading.Thread(target=capture_frames, args=(source, handoff, stop), name="capture", daemon=True)
+    thread.start()
+    return thread

@@ -1,0 +1,108 @@
+"""The classifier: one interpreter, created once per process; per frame only set-input, invoke, read-output."""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .config import ModelConfig
+from .errors import ModelError, RuntimeUnavailableError
+from .postprocess import dequantize
+from .model import ModelFile, TensorSpec, classifier_tensors, load_labels, read_model, resolve_model
+from .runtime import Runtime, load_edgetpu_delegate, load_runtime, usable_cores
+
+log = logging.getLogger(__name__)
+
+CUSTOM_OP = re.compile(r"unresolved custom op: ([\w-]+)")
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """What the rest of the program needs to know about the model that is running."""
+
+    name: str
+    path: str
+    backend: str  # "cpu" or "edgetpu"
+    runtime: str
+    threads: int
+    input: TensorSpec
+    output: TensorSpec
+    labels: tuple[str, ...]
+    labels_source: str
+
+
+class Classifier:
+    def __init__(self, interpreter: Any, info: LoadedModel) -> None:
+        self.info = info
+        self._interpreter = interpreter
+        # interpreter.tensor() returns a function giving a view into the interpreter's own buffer;
+        # views must be dropped before invoke(), so we keep the functions, not the views.
+        self._input_view = interpreter.tensor(info.input.index)
+        self._output_view = interpreter.tensor(info.output.index)
+
+    def input_tensor(self) -> np.ndarray:
+        """The (height, width, 3) input buffer to write a frame into; drop it before invoke()."""
+        return self._input_view()[0]
+
+    def invoke(self) -> None:
+        try:
+            self._interpreter.invoke()
+        except (RuntimeError, ValueError) as exc:
+            raise RuntimeUnavailableError(f"inference failed in {self.info.name}: {exc}") from exc
+
+    def read_scores(self, out: np.ndarray) -> np.ndarray:
+        return dequantize(self._output_view()[0], self.info.output.scale, self.info.output.zero_point, out)
+
+
+def load_classifier(config: ModelConfig, runtime: Runtime | None = None) -> Classifier:
+    """Find, check and load the configured model, on the Edge TPU if asked (with the configured fallback)."""
+    runtime = runtime or load_runtime()
+    model = read_model(resolve_model(config.path, config.models_dir))
+    threads = config.num_threads or usable_cores()
+    delegates: list[Any] = []
+    backend = "cpu"
+    if config.delegate == "edgetpu":
+        if not model.needs_edgetpu:
+            log.warning("model %s is not compiled for the Edge TPU: it will run on the CPU", model.name)
+        try:
+            delegates = [load_edgetpu_delegate(runtime, config.edgetpu_device)]
+            backend = "edgetpu"
+        except RuntimeUnavailableError as exc:
+            if not config.fallback_model:
+                hint = f", or run the CPU model {model.cpu_twin} with delegate: cpu" if model.needs_edgetpu else ""
+                raise RuntimeUnavailableError(f"{exc}; or set model.fallback_model{hint}") from exc
+            log.warning("%s; falling back to %s on the CPU", exc, config.fallback_model)
+            model = read_model(resolve_model(config.fallback_model, config.models_dir))
+    if model.needs_edgetpu and backend != "edgetpu":
+        raise ModelError(f"'{model.path}' is compiled for the Coral Edge TPU and cannot run on the CPU: set "
+                         f"model.delegate: edgetpu (needs libedgetpu1-std and a Coral), or use the CPU model "
+                         f"{model.cpu_twin}")
+    interpreter = create_interpreter(runtime, model, threads, delegates)
+    image, scores = classifier_tensors(model, interpreter.get_input_details(), interpreter.get_output_details())
+    labels, labels_source = load_labels(model, config.labels, scores.shape[1])
+    info = LoadedModel(model.name, str(model.path), backend, runtime.name, threads, image, scores, labels, labels_source)
+    log.info("model %s: input %dx%d %s, %d classes (labels from %s); %s, %d threads, backend %s",
+             info.name, image.shape[2], image.shape[1], image.dtype.__name__, scores.shape[1], labels_source,
+             runtime.name, threads, backend if backend == "edgetpu" else "cpu (XNNPACK)")
+    return Classifier(interpreter, info)
+
+
+def create_interpreter(runtime: Runtime, model: ModelFile, threads: int, delegates: list[Any]) -> Any:
+    try:
+        interpreter = runtime.interpreter(model_content=model.content, num_threads=threads,
+                                          experimental_delegates=delegates or None)
+    except ValueError as exc:
+        raise ModelError(f"'{model.path}' is not a valid TFLite model: {exc}") from exc
+    try:
+        interpreter.allocate_tensors()
+    except RuntimeError as exc:
+        op = CUSTOM_OP.search(str(exc))
+        if op:
+            raise ModelError(f"'{model.path}' uses the custom op '{op.group(1)}', which this runtime does not "
+                             "provide") from exc
+        raise ModelError(f"cannot prepare '{model.path}': {str(exc).splitlines()[0]}") from exc
+    return interpreter

@@ -1,0 +1,136 @@
+"""The configuration: every key, its default and its bounds. config.yaml documents the same keys."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path as FilePath
+from typing import Any, Literal
+
+import yaml
+
+from .errors import ConfigError
+from .schema import Origin, Path, build
+from .sources import SourceSpec, build_source_spec
+from .sources.auto import AutoConfig
+
+CONFIG_SEARCH = ("config.yaml", "/etc/edge-infer/config.yaml")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    path: str = "mobilenet_v2_1.0_224_quant"  # a .tflite path, or a name looked up in the model directories
+    models_dir: str | None = None
+    labels: str | None = None  # labels file; default: the labels inside the model's metadata
+    num_threads: int | None = field(default=None, metadata={"min": 1})  # None: every usable core
+    delegate: Literal["cpu", "edgetpu"] = "cpu"
+    edgetpu_device: str = field(default="", metadata={"pattern": r"((usb|pci)(:\d+)?)?",
+                                                      "pattern_help": "empty, usb, usb:N, pci or pci:N"})
+    fallback_model: str | None = None  # CPU model to run when the Edge TPU cannot be used
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    crop: Literal["center", "stretch", "letterbox"] = "center"
+    interpolation: Literal["area", "linear", "nearest", "cubic"] = "area"
+    # real input = (pixel - mean) / std; MobileNets are trained on [-1, 1].
+    mean: float = 127.5
+    std: float = field(default=127.5, metadata={"min": 1e-6})
+
+
+@dataclass(frozen=True)
+class PostprocessConfig:
+    top_k: int = field(default=5, metadata={"min": 1})
+    threshold: float = field(default=0.0, metadata={"min": 0.0, "max": 1.0})
+    smoothing: int = field(default=1, metadata={"min": 1, "max": 1000})  # frames averaged; 1 = off
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    # newest: drop frames inference had no time for (live video); all: every frame (files).
+    # auto: newest for cameras and streams, all for image and video files.
+    frames: Literal["auto", "newest", "all"] = "auto"
+    max_frames: int = field(default=0, metadata={"min": 0})  # 0: until the source ends or a signal
+
+
+@dataclass(frozen=True)
+class Config:
+    model: ModelConfig = ModelConfig()
+    source: SourceSpec = field(default=SourceSpec("auto", AutoConfig()), metadata={"build": build_source_spec})
+    preprocess: PreprocessConfig = PreprocessConfig()
+    postprocess: PostprocessConfig = PostprocessConfig()
+    run: RunConfig = RunConfig()
+    outputs: tuple[Literal["stdout"], ...] = ("stdout",)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+def find_config_file(explicit: str | None) -> str | None:
+    """--config, else $EDGE_INFER_CONFIG, else ./config.yaml, else /etc/edge-infer/config.yaml, else none."""
+    if explicit:
+        return explicit
+    if os.environ.get("EDGE_INFER_CONFIG"):
+        return os.environ["EDGE_INFER_CONFIG"]
+    return next((p for p in CONFIG_SEARCH if FilePath(p).is_file()), None)
+
+
+def key_lines(node: yaml.Node, path: Path = ()) -> dict[Path, int]:
+    """Line (1-based) of every key path in a composed YAML document; rejects duplicate keys."""
+    lines: dict[Path, int] = {}
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            child = path + (key.value,)
+            if child in lines:
+                raise ConfigError(f"line {key.start_mark.line + 1}: duplicate key '{'.'.join(map(str, child))}'")
+            lines[child] = key.start_mark.line + 1
+            lines.update(key_lines(value, child))
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            lines[path + (i,)] = item.start_mark.line + 1
+            lines.update(key_lines(item, path + (i,)))
+    return lines
+
+
+def parse_yaml(text: str, file: str) -> tuple[dict[str, Any], dict[Path, int]]:
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = f":{mark.line + 1}" if mark else ""
+        raise ConfigError(f"{file}{line}: not valid YAML: {exc.problem or exc.context}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{file}: not valid YAML: {exc}") from exc
+    if data is None:
+        return {}, {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{file}:1: the configuration must be a mapping of sections (model:, source:, ...)")
+    try:
+        lines = key_lines(node)
+    except ConfigError as exc:
+        raise ConfigError(f"{file}:{str(exc).removeprefix('line ')}") from None
+    return data, lines
+
+
+def load_config(file: str | None, overrides: dict[Path, tuple[Any, str]] | None = None) -> Config:
+    """Read `file` (None: defaults only), apply command-line `overrides` {key path: (value, flag)}, validate."""
+    data: dict[str, Any] = {}
+    lines: dict[Path, int] = {}
+    if file is not None:
+        try:
+            text = FilePath(file).expanduser().read_text()
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file '{file}': {exc.strerror}") from exc
+        data, lines = parse_yaml(text, file)
+    flags: dict[Path, str] = {}
+    for path, (value, flag) in (overrides or {}).items():
+        section: Any = data
+        for key in path[:-1]:
+            if not isinstance(section.get(key), dict):
+                section[key] = {}
+            section = section[key]
+        previous = section.get(path[-1])
+        if isinstance(value, dict) and isinstance(previous, dict) and previous.get("type", "auto") == value.get("type"):
+            value = {**previous, **value}  # --source of the configured type keeps that type's other options
+        section[path[-1]] = value
+        flags[path] = flag
+    return build(Config, data, Origin(file, lines, flags))

@@ -1,0 +1,48 @@
+"""Class labels: read from a model's TFLite metadata or a text file, then lined up with its outputs."""
+
+from __future__ import annotations
+
+import io
+import re
+import zipfile
+
+NUMBERED_LINE = re.compile(r"^\s*(\d+)[\s:]+(.*\S)\s*$")
+
+
+def parse_labels(text: str) -> list[str]:
+    """One label per line, or `<index> <label>` / `<index>: <label>` lines (Coral's format)."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    numbered = [NUMBERED_LINE.match(line) for line in lines]
+    if lines and all(numbered):
+        by_index = {int(m.group(1)): m.group(2) for m in numbered if m}
+        return [by_index.get(i, str(i)) for i in range(max(by_index) + 1)]
+    return [line.strip() for line in lines]
+
+
+def metadata_labels(model_bytes: bytes) -> list[str] | None:
+    """Labels packed in the model: TFLite metadata appends a zip archive holding the label file."""
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(model_bytes))
+    except zipfile.BadZipFile:
+        return None
+    names = [n for n in archive.namelist() if n.lower().endswith(".txt")]
+    preferred = [n for n in names if "label" in n.lower()] or names
+    if not preferred:
+        return None
+    return parse_labels(archive.read(preferred[0]).decode("utf-8", errors="replace"))
+
+
+def align_labels(labels: list[str], num_classes: int) -> tuple[str, ...] | None:
+    """Labels indexed like the model's outputs, or None when they cannot belong to this model.
+
+    ImageNet models come in two conventions: 1001 outputs with index 0 = "background" (the TF-Slim
+    and Coral models) and 1000 outputs without it (Keras). A label list of the other convention is
+    shifted by one instead of being silently off by one.
+    """
+    if len(labels) == num_classes:
+        return tuple(labels)
+    if len(labels) == num_classes + 1 and labels[0].strip().lower() in ("background", "???", "unused"):
+        return tuple(labels[1:])
+    if len(labels) + 1 == num_classes:
+        return ("background", *labels)
+    return None

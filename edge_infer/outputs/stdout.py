@@ -1,0 +1,31 @@
+"""One JSON object per line on stdout (logs go to stderr, so stdout stays machine-readable)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import TextIO
+
+from ..values import Classification
+from .base import OutputClosed
+
+
+class StdoutOutput:
+    name = "stdout"
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self._stream = stream or sys.stdout
+
+    def publish(self, result: Classification) -> None:
+        line = json.dumps(result.to_json_dict(), separators=(",", ":"), ensure_ascii=False)
+        try:
+            self._stream.write(line + "\n")
+            self._stream.flush()  # a reader on a pipe sees each result when it happens
+        except BrokenPipeError as exc:
+            raise OutputClosed("stdout was closed by its reader") from exc
+
+    def close(self) -> None:
+        try:
+            self._stream.flush()
+        except (BrokenPipeError, ValueError):
+            pass

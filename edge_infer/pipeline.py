@@ -1,0 +1,123 @@
+"""The inference loop: newest frame -> preprocess -> invoke -> postprocess -> outputs."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from .capture import FrameHandoff, start_capture
+from .classifier import Classifier
+from .config import PostprocessConfig, PreprocessConfig
+from .outputs import Output, OutputClosed
+from .postprocess import ScoreSmoother, ranked_classes
+from .preprocess import Preprocessor
+from .sources.base import Source
+from .values import Classification, Frame, Timing
+
+log = logging.getLogger(__name__)
+
+POLL_SECONDS = 0.1  # how often a waiting loop looks at the stop event
+CAPTURE_JOIN_SECONDS = 1.0
+
+
+class FrameClassifier:
+    """Classifies one frame at a time; every buffer is allocated here, once."""
+
+    def __init__(self, classifier: Classifier, preprocess: PreprocessConfig, postprocess: PostprocessConfig,
+                 clock: Callable[[], float] = time.perf_counter) -> None:
+        info = classifier.info
+        self._classifier = classifier
+        self._preprocessor = Preprocessor(info.input, crop=preprocess.crop, interpolation=preprocess.interpolation,
+                                          mean=preprocess.mean, std=preprocess.std)
+        self._scores = np.empty(info.output.shape[1], np.float32)
+        self._smoother = ScoreSmoother(postprocess.smoothing, len(self._scores)) if postprocess.smoothing > 1 else None
+        self._top_k = postprocess.top_k
+        self._threshold = postprocess.threshold
+        self._clock = clock
+
+    def __call__(self, frame: Frame) -> Classification:
+        info = self._classifier.info
+        start = self._clock()
+        self._preprocessor(frame.image, self._classifier.input_tensor())
+        frame.release()  # the pixels are in the input tensor now
+        preprocessed = self._clock()
+        self._classifier.invoke()
+        invoked = self._clock()
+        scores = self._classifier.read_scores(self._scores)
+        if self._smoother is not None:
+            scores = self._smoother.update(scores)
+        top = ranked_classes(scores, info.labels, self._top_k, self._threshold)
+        done = self._clock()
+        timing = Timing((preprocessed - start) * 1e3, (invoked - preprocessed) * 1e3, (done - invoked) * 1e3)
+        return Classification(frame.seq, frame.ts, info.name, info.backend, top, timing, frame.path)
+
+
+@dataclass
+class RunStats:
+    frames: int = 0
+    dropped: int = 0
+    output_errors: int = 0
+    seconds: float = 0.0
+    inference_ms: float = 0.0  # sum, for the mean
+
+    def summary(self) -> str:
+        fps = self.frames / self.seconds if self.seconds > 0 else 0.0
+        mean = self.inference_ms / self.frames if self.frames else 0.0
+        return (f"{self.frames} frames in {self.seconds:.1f} s ({fps:.1f} fps), {self.dropped} dropped, "
+                f"inference {mean:.2f} ms mean, {self.output_errors} output errors")
+
+
+def publish(result: Classification, outputs: list[Output], stats: RunStats) -> None:
+    """Send to every output; one failing never stops the others or the pipeline."""
+    for output in list(outputs):
+        try:
+            output.publish(result)
+        except OutputClosed as exc:
+            log.warning("output %s closed: %s", output.name, exc)
+            outputs.remove(output)
+        except Exception as exc:  # an output's own failure is logged and counted, never fatal
+            stats.output_errors += 1
+            if stats.output_errors == 1 or stats.output_errors % 1000 == 0:
+                log.warning("output %s failed (%d so far): %s", output.name, stats.output_errors, exc)
+
+
+def run_pipeline(source: Source, classify: Callable[[Frame], Classification], outputs: list[Output],
+                 stop: threading.Event, *, every_frame: bool, max_frames: int = 0) -> RunStats:
+    """Classify frames from `source` until it ends, `max_frames` are done, or `stop` is set.
+
+    Raises the source's error (SourceError) after publishing every frame that came before it.
+    """
+    handoff = FrameHandoff(capacity=2 if every_frame else 1, drop_oldest=not every_frame, stop=stop)
+    capture = start_capture(source, handoff, stop)
+    stats = RunStats()
+    started = time.monotonic()
+    try:
+        while not stop.is_set() and outputs:
+            frame = handoff.get(POLL_SECONDS)
+            if frame is None:
+                if handoff.exhausted:
+                    break
+                continue
+            result = classify(frame)
+            stats.frames += 1
+            stats.inference_ms += result.timing.inference_ms
+            publish(result, outputs, stats)
+            if max_frames and stats.frames >= max_frames:
+                break
+    finally:
+        stop.set()
+        capture.join(CAPTURE_JOIN_SECONDS)
+        stats.dropped = handoff.dropped
+        stats.seconds = time.monotonic() - started
+        if capture.is_alive():  # blocked in a driver read; closing under it could crash the driver
+            log.debug("capture thread still reading; leaving the source to process exit")
+        else:
+            source.close()
+    if handoff.error is not None:
+        raise handoff.error
+    return stats

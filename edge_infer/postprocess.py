@@ -1,0 +1,55 @@
+"""Output tensor -> ranked classes: dequantize, smooth over frames, top-k above a threshold."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .values import Class
+
+
+def dequantize(raw: np.ndarray, scale: float, zero_point: int, out: np.ndarray) -> np.ndarray:
+    """real = scale * (q - zero_point), written into `out` (float32); a float output is copied as is."""
+    if scale == 0:
+        out[...] = raw
+        return out
+    np.subtract(raw, zero_point, out=out, dtype=np.float32)
+    out *= scale
+    return out
+
+
+def top_k(scores: np.ndarray, k: int, threshold: float = 0.0) -> list[tuple[int, float]]:
+    """The k best (index, score) pairs, best first, keeping scores >= threshold; ties go to the lower index."""
+    k = min(k, scores.shape[0])
+    # argpartition finds the k largest in O(n); only those k are then sorted.
+    best = np.argpartition(-scores, k - 1)[:k]
+    ranked = sorted(best.tolist(), key=lambda i: (-scores[i], i))
+    return [(i, float(scores[i])) for i in ranked if scores[i] >= threshold]
+
+
+class ScoreSmoother:
+    """Moving average of the last `window` score vectors, so a live label does not flicker.
+
+    Keeps a ring of past vectors and their running sum: each update costs one subtraction and
+    one addition of a vector, whatever the window.
+    """
+
+    def __init__(self, window: int, num_classes: int) -> None:
+        self._ring = np.zeros((window, num_classes), np.float64)
+        self._sum = np.zeros(num_classes, np.float64)
+        self._mean = np.zeros(num_classes, np.float32)
+        self._next = 0
+        self._filled = 0
+
+    def update(self, scores: np.ndarray) -> np.ndarray:
+        slot = self._ring[self._next]
+        self._sum -= slot
+        slot[...] = scores
+        self._sum += slot
+        self._next = (self._next + 1) % len(self._ring)
+        self._filled = min(self._filled + 1, len(self._ring))
+        np.divide(self._sum, self._filled, out=self._mean, casting="same_kind")
+        return self._mean
+
+
+def ranked_classes(scores: np.ndarray, labels: tuple[str, ...], k: int, threshold: float) -> tuple[Class, ...]:
+    return tuple(Class(index, labels[index], score) for index, score in top_k(scores, k, threshold))

@@ -1,0 +1,136 @@
+"""Frame -> input tensor: crop to the model's aspect, scale to its resolution, BGR -> RGB, quantize.
+
+MobileNet's resolution multiplier rho sets the input to 224*rho (128/160/192/224); whatever the
+camera gives is scaled to that here. Buffers are allocated once per frame size, and the result is
+written straight into the interpreter's input tensor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from .model import TensorSpec
+
+INTERPOLATION = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR, "nearest": cv2.INTER_NEAREST,
+                 "cubic": cv2.INTER_CUBIC}
+
+
+@dataclass(frozen=True)
+class Window:
+    x: int
+    y: int
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class ResizePlan:
+    source: Window  # the part of the frame that is kept
+    target: Window  # where it lands in the model's input (smaller than the input only for letterbox)
+
+
+def plan_resize(frame_height: int, frame_width: int, input_height: int, input_width: int, crop: str) -> ResizePlan:
+    """Which frame pixels go where, for crop = center (fill, cut the sides), stretch, or letterbox (fit, pad)."""
+    whole_frame = Window(0, 0, frame_width, frame_height)
+    whole_input = Window(0, 0, input_width, input_height)
+    if crop == "stretch":
+        return ResizePlan(whole_frame, whole_input)
+    # Compare aspect ratios without division: frame_w/frame_h vs input_w/input_h.
+    frame_is_wider = frame_width * input_height > input_width * frame_height
+    if crop == "center":
+        if frame_is_wider:
+            width = round(frame_height * input_width / input_height)
+            return ResizePlan(Window((frame_width - width) // 2, 0, width, frame_height), whole_input)
+        height = round(frame_width * input_height / input_width)
+        return ResizePlan(Window(0, (frame_height - height) // 2, frame_width, height), whole_input)
+    if crop == "letterbox":
+        if frame_is_wider:
+            height = max(1, round(input_width * frame_height / frame_width))
+            return ResizePlan(whole_frame, Window(0, (input_height - height) // 2, input_width, height))
+        width = max(1, round(input_height * frame_width / frame_height))
+        return ResizePlan(whole_frame, Window((input_width - width) // 2, 0, width, input_height))
+    raise ValueError(f"unknown crop mode {crop!r}")
+
+
+def pixel_to_input(spec: TensorSpec, mean: float, std: float) -> tuple[float, float]:
+    """(gain, offset) with tensor value = pixel * gain + offset.
+
+    The model wants real = (pixel - mean) / std, stored as q = real / scale + zero_point when
+    quantized. For the common uint8 MobileNets (scale 1/128, zero point 128, mean = std = 127.5)
+    this is q ~= pixel, so the pixels go in as they are.
+    """
+    if spec.scale == 0:  # float input
+        return 1.0 / std, -mean / std
+    gain = 1.0 / (std * spec.scale)
+    return gain, spec.zero_point - mean * gain
+
+
+class Preprocessor:
+    """Writes frames into an input tensor of `spec`. Not thread-safe: one per inference loop."""
+
+    def __init__(self, spec: TensorSpec, *, crop: str = "center", interpolation: str = "area",
+                 mean: float = 127.5, std: float = 127.5) -> None:
+        _, self.height, self.width, _ = spec.shape
+        self.crop = crop
+        self._interpolation = INTERPOLATION[interpolation]
+        self._dtype = spec.dtype
+        gain, offset = pixel_to_input(spec, mean, std)
+        # Within half a quantization step of a plain copy (or of a copy shifted by 128 for int8)
+        # the exact arithmetic would round to the same values.
+        near_unit_gain = abs(gain - 1.0) * 255 < 1.0
+        if spec.dtype is np.uint8 and near_unit_gain and abs(offset) < 1.0:
+            self._mode = "copy"
+        elif spec.dtype is np.int8 and near_unit_gain and abs(offset + 128) < 1.0:
+            self._mode = "flip_sign_bit"  # pixel - 128 as int8 is pixel XOR 0x80
+        else:
+            self._mode = "affine"
+        self._gain, self._offset = np.float32(gain), np.float32(offset)
+        self._pad_value = int(np.clip(round(mean), 0, 255))  # pads become ~0 after normalisation
+        self._rgb = np.empty((self.height, self.width, 3), np.uint8)
+        self._real = np.empty((self.height, self.width, 3), np.float32) if self._mode == "affine" else None
+        self._frame_shape: tuple[int, int] | None = None
+        self._plan: ResizePlan | None = None
+        self._scaled: np.ndarray | None = None  # BGR at the target window's size
+
+    def _prepare(self, frame_shape: tuple[int, int]) -> tuple[ResizePlan, np.ndarray]:
+        """Plan and buffers for this frame size; recomputed only when the size changes."""
+        if frame_shape != self._frame_shape or self._plan is None or self._scaled is None:
+            self._plan = plan_resize(*frame_shape, self.height, self.width, self.crop)
+            self._scaled = np.empty((self._plan.target.height, self._plan.target.width, 3), np.uint8)
+            self._frame_shape = frame_shape
+            self._rgb.fill(self._pad_value)
+        return self._plan, self._scaled
+
+    def __call__(self, image: np.ndarray, out: np.ndarray) -> None:
+        """Write BGR `image` (H, W, 3 uint8) into `out`, the (height, width, 3) input tensor view."""
+        plan, scaled = self._prepare(image.shape[:2])
+        src, dst = plan.source, plan.target
+        crop = image[src.y: src.y + src.height, src.x: src.x + src.width]
+        if crop.shape[:2] != scaled.shape[:2]:  # Picamera2's lores stream arrives at the right size
+            crop = cv2.resize(crop, (dst.width, dst.height), dst=scaled, interpolation=self._interpolation)
+        scaled = crop
+        if dst.width == self.width and dst.height == self.height:
+            if self._mode == "copy":
+                cv2.cvtColor(scaled, cv2.COLOR_BGR2RGB, dst=out)
+                return
+            cv2.cvtColor(scaled, cv2.COLOR_BGR2RGB, dst=self._rgb)
+        else:  # letterbox: the padding around the window was filled once in _prepare
+            self._rgb[dst.y: dst.y + dst.height, dst.x: dst.x + dst.width] = scaled[..., ::-1]
+        if self._mode == "copy":
+            out[...] = self._rgb
+        elif self._mode == "flip_sign_bit":
+            np.bitwise_xor(self._rgb, 0x80, out=out.view(np.uint8))
+        else:
+            assert self._real is not None
+            np.multiply(self._rgb, self._gain, out=self._real)
+            self._real += self._offset
+            if self._dtype is np.float32:
+                out[...] = self._real
+            else:
+                info = np.iinfo(self._dtype)
+                np.rint(self._real, out=self._real)
+                np.clip(self._real, info.min, info.max, out=self._real)
+                out[...] = self._real

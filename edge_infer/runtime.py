@@ -1,0 +1,70 @@
+"""The LiteRT interpreter and its delegates: the one place that touches the inference runtime."""
+
+from __future__ import annotations
+
+import ctypes
+import importlib
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from .errors import RuntimeUnavailableError
+
+log = logging.getLogger(__name__)
+
+# Newest first: ai-edge-litert is the maintained successor of tflite-runtime; full TensorFlow works too.
+RUNTIME_MODULES = ("ai_edge_litert.interpreter", "tflite_runtime.interpreter", "tensorflow.lite")
+EDGETPU_LIBRARY = "libedgetpu.so.1"
+EDGETPU_INSTALL_HINT = ("install the Edge TPU runtime (package libedgetpu1-std from Coral's apt repository) "
+                        "and plug in the Coral device")
+
+
+@dataclass(frozen=True)
+class Runtime:
+    name: str  # e.g. "ai_edge_litert 2.3.0"
+    interpreter: Callable[..., Any]
+    load_delegate: Callable[..., Any]
+
+
+def load_runtime(candidates: tuple[str, ...] = RUNTIME_MODULES) -> Runtime:
+    errors = []
+    for module_name in candidates:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            errors.append(f"{module_name}: {exc}")
+            continue
+        package = importlib.import_module(module_name.split(".")[0])
+        version = getattr(package, "__version__", "")
+        # tensorflow.lite keeps load_delegate under `experimental`.
+        load_delegate = getattr(module, "load_delegate", None) or module.experimental.load_delegate
+        return Runtime(f"{module_name.split('.')[0]} {version}".strip(), module.Interpreter, load_delegate)
+    raise RuntimeUnavailableError("no TFLite interpreter is installed: pip install ai-edge-litert "
+                                  f"(tried {'; '.join(errors)})")
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (respects taskset and cgroup cpusets, unlike os.cpu_count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def load_edgetpu_delegate(runtime: Runtime, device: str) -> Any:
+    """The Coral Edge TPU delegate; `device` is "" (first found), "usb", "usb:N", "pci" or "pci:N"."""
+    try:
+        # Probe the library ourselves: when it is missing, load_delegate leaves a half-built
+        # Delegate whose destructor prints a traceback of its own.
+        ctypes.CDLL(EDGETPU_LIBRARY)
+    except OSError as exc:
+        raise RuntimeUnavailableError(f"Edge TPU library {EDGETPU_LIBRARY} not found: {EDGETPU_INSTALL_HINT}") from exc
+    options = {"device": device} if device else {}
+    try:
+        return runtime.load_delegate(EDGETPU_LIBRARY, options)
+    except (ValueError, RuntimeError, OSError) as exc:
+        where = f" '{device}'" if device else ""
+        raise RuntimeUnavailableError(f"no Edge TPU device{where} could be opened ({exc}): check that the Coral is "
+                                      "plugged in (lsusb shows 'Global Unichip' or '18d1:9302') and that the "
+                                      "user may access it") from exc

@@ -1,0 +1,55 @@
+"""What every frame source provides, and the buffer pool live sources reuse."""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from ..values import Frame
+
+
+@dataclass(frozen=True)
+class SourceHints:
+    """What the model wants, so a source that can scale in hardware (Picamera2's ISP) does it there."""
+
+    width: int
+    height: int
+    crop: str
+
+
+class Source(Protocol):
+    """A producer of frames. `read` blocks for the next frame, returns None at the end, raises SourceError."""
+
+    description: str
+    live: bool  # a camera or stream (only the newest frame matters) rather than a file
+    skipped: int  # frames it could not decode and passed over
+
+    def read(self) -> Frame | None: ...
+
+    def close(self) -> None: ...
+
+
+class BufferPool:
+    """Frame buffers handed back after use, so steady-state capture allocates no new images.
+
+    Thread-safe: the capture thread takes buffers, the inference thread gives them back.
+    It keeps at most `keep` spare buffers; when it has none the reader allocates a fresh one.
+    """
+
+    def __init__(self, keep: int = 4) -> None:
+        self._free: deque[np.ndarray] = deque()
+        self._keep = keep
+        self._lock = threading.Lock()
+
+    def take(self) -> np.ndarray | None:
+        with self._lock:
+            return self._free.pop() if self._free else None
+
+    def give_back(self, buffer: np.ndarray) -> None:
+        with self._lock:
+            if len(self._free) < self._keep:
+                self._free.append(buffer)

@@ -1,0 +1,100 @@
+"""OpenCV capture: USB/V4L2 cameras (index or /dev/videoN), RTSP/HTTP streams, and video files."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+
+import cv2
+
+from ..errors import SourceError
+from ..values import Frame
+from .base import BufferPool, SourceHints
+
+log = logging.getLogger(__name__)
+
+URL_PATTERN = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
+DEVICE_PATTERN = re.compile(r"^/dev/video(\d+)$")
+
+
+@dataclass(frozen=True)
+class OpenCVConfig:
+    device: int | str = 0  # camera index, /dev/videoN, rtsp://... or http://... URL, or a video file
+    width: int | None = field(default=None, metadata={"min": 1})  # capture size asked of a camera
+    height: int | None = field(default=None, metadata={"min": 1})
+    fps: float | None = field(default=None, metadata={"min": 0.1})
+    loop: bool = False  # video files: start again at the end
+
+
+def is_camera(device: int | str) -> bool:
+    return isinstance(device, int) or bool(DEVICE_PATTERN.match(device))
+
+
+def backend_for(device: int | str) -> int:
+    if is_camera(device):
+        return cv2.CAP_V4L2 if sys.platform.startswith("linux") else cv2.CAP_ANY
+    return cv2.CAP_FFMPEG
+
+
+class OpenCVSource:
+    def __init__(self, config: OpenCVConfig) -> None:
+        device = config.device
+        self.live = is_camera(device) or bool(URL_PATTERN.match(str(device)))
+        self._is_file = not self.live
+        self.skipped = 0
+        self._loop = config.loop and self._is_file
+        self._pool = BufferPool()
+        self._seq = 0
+        self._device = device
+        kind = "camera" if is_camera(device) else ("stream" if self.live else "video file")
+        self.description = f"opencv {kind} {device}"
+        if self._is_file and not os.path.isfile(str(device)):
+            raise SourceError(f"video file '{device}' does not exist")
+        if isinstance(device, str) and is_camera(device) and not os.path.exists(device):
+            raise SourceError(f"cannot open camera {device}: no such device (is it plugged in? see 'ls /dev/video*')")
+        capture = cv2.VideoCapture(device, backend_for(device))
+        if not capture.isOpened():
+            capture.release()
+            hint = {
+                "camera": "is it plugged in, and is the user in the 'video' group?",
+                "stream": "check the URL, credentials and that the stream is up",
+                "video file": "is it a video OpenCV's FFmpeg can decode?",
+            }[kind]
+            raise SourceError(f"cannot open {kind} {device}: {hint}")
+        if self.live:
+            # Keep the driver's queue short: we want the newest frame, not a backlog.
+            capture.set(cv2.CAP_PROP_BUFFERSIZE, 1)
+        for prop, value in ((cv2.CAP_PROP_FRAME_WIDTH, config.width), (cv2.CAP_PROP_FRAME_HEIGHT, config.height),
+                            (cv2.CAP_PROP_FPS, config.fps)):
+            if value is not None and not capture.set(prop, value):
+                log.warning("%s: the device did not accept %s=%s", self.description, prop, value)
+        self._capture = capture
+
+    def read(self) -> Frame | None:
+        buffer = self._pool.take()
+        ok, image = self._capture.read(buffer)
+        if not ok and self._loop and self._seq > 0:
+            self._capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            ok, image = self._capture.read(buffer)
+        if not ok:
+            if buffer is not None:
+                self._pool.give_back(buffer)
+            if self._is_file:
+                if self._seq == 0:
+                    raise SourceError(f"cannot decode any frame of video file '{self._device}'")
+                return None
+            raise SourceError(f"{self.description} stopped delivering frames (unplugged, or the stream ended)")
+        self._seq += 1
+        pool = self._pool
+        return Frame(seq=self._seq, image=image, ts=time.time(), release=lambda: pool.give_back(image))
+
+    def close(self) -> None:
+        self._capture.release()
+
+
+def open_opencv(config: OpenCVConfig, hints: SourceHints) -> OpenCVSource:
+    return OpenCVSource(config)

@@ -1,0 +1,75 @@
+"""Frozen value types handed between pipeline stages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+
+@dataclass(frozen=True, eq=False)
+class Frame:
+    """One captured image, BGR uint8 (OpenCV's order), as the source delivered it.
+
+    `release` gives the pixel buffer back to the source's pool once the frame is no longer needed
+    (after preprocessing, or when the frame is dropped), so live capture allocates nothing per frame.
+    """
+
+    seq: int
+    image: np.ndarray
+    ts: float
+    path: str | None = None
+    release: Callable[[], None] = field(default=lambda: None, repr=False)
+
+
+@dataclass(frozen=True)
+class Class:
+    """One ranked class: the model's output index, its label and its score in [0, 1]."""
+
+    index: int
+    label: str
+    score: float
+
+
+@dataclass(frozen=True)
+class Timing:
+    preprocess_ms: float
+    inference_ms: float
+    postprocess_ms: float
+
+    @property
+    def total_ms(self) -> float:
+        return self.preprocess_ms + self.inference_ms + self.postprocess_ms
+
+
+@dataclass(frozen=True)
+class Classification:
+    """The result for one frame, as every output publishes it."""
+
+    frame: int
+    ts: float
+    model: str
+    backend: str
+    top: tuple[Class, ...]
+    timing: Timing
+    path: str | None = None
+
+    def to_json_dict(self) -> dict[str, object]:
+        record: dict[str, object] = {
+            "type": "classification",
+            "ts": round(self.ts, 6),
+            "frame": self.frame,
+            "model": self.model,
+            "backend": self.backend,
+            "top": [{"index": c.index, "label": c.label, "score": round(c.score, 6)} for c in self.top],
+            "latency_ms": {
+                "preprocess": round(self.timing.preprocess_ms, 3),
+                "inference": round(self.timing.inference_ms, 3),
+                "postprocess": round(self.timing.postprocess_ms, 3),
+                "total": round(self.timing.total_ms, 3),
+            },
+        }
+        if self.path is not None:
+            record["path"] = self.path
+        return record
