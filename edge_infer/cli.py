@@ -9,6 +9,8 @@ import sys
 import threading
 from typing import Any, Sequence
 
+import cv2
+
 from . import __version__
 from .classifier import load_classifier
 from .config import Config, find_config_file, load_config
@@ -89,7 +91,7 @@ def command_run(args: argparse.Namespace) -> int:
     config: Config = load_config(config_file, run_overrides(args))
     logging.getLogger().setLevel(config.log_level.upper())
     if args.check_config:
-        print(f"edge-infer: configuration OK ({config_file or 'built-in defaults'})")
+        print(f"edge-infer: configuration OK ({config_file or 'built-in defaults'})", file=sys.stderr)
         return EXIT_OK
     log.info("edge-infer %s, configuration from %s", __version__, config_file or "built-in defaults")
     stop = threading.Event()
@@ -108,7 +110,7 @@ def command_run(args: argparse.Namespace) -> int:
             output.close()
     log.info("done: %s", stats.summary())
     if source.skipped:
-        log.error("%d frames of %s could not be read", source.skipped, source.description)
+        log.error("%d frame(s) of %s could not be read", source.skipped, source.description)
         return EXIT_SOURCE
     return EXIT_OK
 
@@ -120,6 +122,10 @@ class LowercaseLevelFormatter(logging.Formatter):
 
 
 def configure_logging() -> None:
+    # OpenCV's own warnings (e.g. probing a missing camera) would duplicate our one-line errors.
+    opencv_logging = getattr(cv2.utils, "logging", None)
+    if opencv_logging is not None:
+        opencv_logging.setLogLevel(opencv_logging.LOG_LEVEL_FATAL)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(LowercaseLevelFormatter("edge-infer: %(levelname)s: %(message)s"))
     root = logging.getLogger()
@@ -133,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args))
     except EdgeInferError as exc:
-        log.error("%s", exc)
+        log.error("%s", " ".join(str(exc).split()))  # one line, whatever a library put in its message
         return exc.exit_status
     except Exception as exc:  # a bug: still one line, the traceback only when asked for
         log.debug("internal error", exc_info=True)

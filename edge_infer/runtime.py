@@ -65,6 +65,7 @@ def load_edgetpu_delegate(runtime: Runtime, device: str) -> Any:
         return runtime.load_delegate(EDGETPU_LIBRARY, options)
     except (ValueError, RuntimeError, OSError) as exc:
         where = f" '{device}'" if device else ""
-        raise RuntimeUnavailableError(f"no Edge TPU device{where} could be opened ({exc}): check that the Coral is "
+        reason = str(exc).strip().splitlines()[0]
+        raise RuntimeUnavailableError(f"no Edge TPU device{where} could be opened ({reason}): check that the Coral is "
                                       "plugged in (lsusb shows 'Global Unichip' or '18d1:9302') and that the "
                                       "user may access it") from exc

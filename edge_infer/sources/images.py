@@ -49,7 +49,7 @@ class ImagesSource:
         self._next = 0
         self._seq = 0
         self.skipped = 0
-        self.description = f"images {config.path} ({len(self._paths)} files{', looped' if self._loop else ''})"
+        self.description = f"images {config.path} ({len(self._paths)} file{'s' if len(self._paths) != 1 else ''}{', looped' if self._loop else ''})"
 
     def read(self) -> Frame | None:
         while True:

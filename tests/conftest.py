@@ -1,0 +1,72 @@
+"""Shared test fixtures: the real models and images in ../shared, and the real CLI in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_data_dir() -> Path:
+    return Path(os.environ.get("EDGE_INFER_TEST_DATA", REPO.parent / "shared")).resolve()
+
+
+@pytest.fixture(scope="session")
+def shared() -> Path:
+    """../shared (or $EDGE_INFER_TEST_DATA): missing data skips locally and fails under CI=true."""
+    path = test_data_dir()
+    if not (path / "models").is_dir() or not (path / "images").is_dir():
+        message = f"test data not found at {path}: set EDGE_INFER_TEST_DATA to the folder with models/ and images/"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture(scope="session")
+def models(shared: Path) -> Path:
+    return shared / "models"
+
+
+@pytest.fixture(scope="session")
+def images(shared: Path) -> Path:
+    return shared / "images"
+
+
+@dataclass
+class CliResult:
+    status: int
+    results: list[dict]
+    stdout: str
+    stderr: str
+
+
+def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 120) -> CliResult:
+    """`python -m edge_infer ARGS` in `cwd`; every stdout line must be JSON (logs belong on stderr)."""
+    full_env = {**os.environ, **(env or {})}
+    full_env.pop("EDGE_INFER_CONFIG", None)
+    done = subprocess.run([sys.executable, "-m", "edge_infer", *args], cwd=cwd, env=full_env, capture_output=True,
+                          text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    results = [json.loads(line) for line in done.stdout.splitlines()]
+    return CliResult(done.returncode, results, done.stdout, done.stderr)
+
+
+@pytest.fixture
+def cli(tmp_path: Path):
+    """Runs the CLI in an empty directory, so no ./config.yaml is picked up by accident."""
+
+    def invoke(*args: str, **kwargs) -> CliResult:
+        return run_cli(*args, cwd=tmp_path, **kwargs)
+
+    return invoke
+
+
+def error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("edge-infer: error:")]
