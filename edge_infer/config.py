@@ -32,7 +32,7 @@ class ModelConfig:
 @dataclass(frozen=True)
 class PreprocessConfig:
     crop: Literal["center", "stretch", "letterbox"] = "center"
-    interpolation: Literal["area", "linear", "nearest", "cubic"] = "area"
+    interpolation: Literal["box_linear", "area", "linear", "nearest", "cubic"] = "box_linear"
     # real input = (pixel - mean) / std; MobileNets are trained on [-1, 1].
     mean: float = 127.5
     std: float = field(default=127.5, metadata={"min": 1e-6})

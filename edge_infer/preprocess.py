@@ -15,7 +15,7 @@ import numpy as np
 from .model import TensorSpec
 
 INTERPOLATION = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR, "nearest": cv2.INTER_NEAREST,
-                 "cubic": cv2.INTER_CUBIC}
+                 "cubic": cv2.INTER_CUBIC, "box_linear": cv2.INTER_LINEAR}
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,28 @@ def plan_resize(frame_height: int, frame_width: int, input_height: int, input_wi
     raise ValueError(f"unknown crop mode {crop!r}")
 
 
+def halvings(source: Window, width: int, height: int) -> tuple[Window, list[tuple[int, int]]]:
+    """How "box_linear" shrinks `source` to (width, height): 2x2 box-filter halvings, then linear.
+
+    INTER_AREA is an exact box filter but slow at fractional ratios; OpenCV's 2x case is a fast
+    special path (0.11 ms for 720x720 -> 360x360 here, against 0.57 ms for 3x). So the window is
+    halved while it stays at least twice the target, and INTER_LINEAR does the remaining factor
+    below 2, where it no longer aliases. The window is trimmed to whole 2^n blocks (fewer than 2^n
+    rows and columns, split between both sides) so every halving is exact.
+    Returns the trimmed window and the size after each halving.
+    """
+    n = 0
+    while source.width >= width << (n + 1) and source.height >= height << (n + 1):
+        n += 1
+    if n == 0:
+        return source, []
+    block = 1 << n
+    trimmed_width, trimmed_height = source.width // block * block, source.height // block * block
+    trimmed = Window(source.x + (source.width - trimmed_width) // 2, source.y + (source.height - trimmed_height) // 2,
+                     trimmed_width, trimmed_height)
+    return trimmed, [(trimmed_width >> i, trimmed_height >> i) for i in range(1, n + 1)]
+
+
 def pixel_to_input(spec: TensorSpec, mean: float, std: float) -> tuple[float, float]:
     """(gain, offset) with tensor value = pixel * gain + offset.
 
@@ -71,11 +93,12 @@ def pixel_to_input(spec: TensorSpec, mean: float, std: float) -> tuple[float, fl
 class Preprocessor:
     """Writes frames into an input tensor of `spec`. Not thread-safe: one per inference loop."""
 
-    def __init__(self, spec: TensorSpec, *, crop: str = "center", interpolation: str = "area",
+    def __init__(self, spec: TensorSpec, *, crop: str = "center", interpolation: str = "box_linear",
                  mean: float = 127.5, std: float = 127.5) -> None:
         _, self.height, self.width, _ = spec.shape
         self.crop = crop
         self._interpolation = INTERPOLATION[interpolation]
+        self._box_first = interpolation == "box_linear"
         self._dtype = spec.dtype
         gain, offset = pixel_to_input(spec, mean, std)
         # Within half a quantization step of a plain copy (or of a copy shifted by 128 for int8)
@@ -94,12 +117,19 @@ class Preprocessor:
         self._frame_shape: tuple[int, int] | None = None
         self._plan: ResizePlan | None = None
         self._scaled: np.ndarray | None = None  # BGR at the target window's size
+        self._halved: list[np.ndarray] = []  # BGR after each box_linear halving
 
     def _prepare(self, frame_shape: tuple[int, int]) -> tuple[ResizePlan, np.ndarray]:
         """Plan and buffers for this frame size; recomputed only when the size changes."""
         if frame_shape != self._frame_shape or self._plan is None or self._scaled is None:
-            self._plan = plan_resize(*frame_shape, self.height, self.width, self.crop)
-            self._scaled = np.empty((self._plan.target.height, self._plan.target.width, 3), np.uint8)
+            plan = plan_resize(*frame_shape, self.height, self.width, self.crop)
+            self._halved = []
+            if self._box_first:
+                trimmed, sizes = halvings(plan.source, plan.target.width, plan.target.height)
+                plan = ResizePlan(trimmed, plan.target)
+                self._halved = [np.empty((h, w, 3), np.uint8) for w, h in sizes]
+            self._plan = plan
+            self._scaled = np.empty((plan.target.height, plan.target.width, 3), np.uint8)
             self._frame_shape = frame_shape
             self._rgb.fill(self._pad_value)
         return self._plan, self._scaled
@@ -109,6 +139,8 @@ class Preprocessor:
         plan, scaled = self._prepare(image.shape[:2])
         src, dst = plan.source, plan.target
         crop = image[src.y: src.y + src.height, src.x: src.x + src.width]
+        for halved in self._halved:
+            crop = cv2.resize(crop, halved.shape[1::-1], dst=halved, interpolation=cv2.INTER_AREA)
         if crop.shape[:2] != scaled.shape[:2]:  # Picamera2's lores stream arrives at the right size
             crop = cv2.resize(crop, (dst.width, dst.height), dst=scaled, interpolation=self._interpolation)
         scaled = crop

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from edge_infer.model import TensorSpec
-from edge_infer.preprocess import Preprocessor, Window, pixel_to_input, plan_resize
+from edge_infer.preprocess import Preprocessor, Window, halvings, pixel_to_input, plan_resize
 
 
 def spec(dtype, scale=0.0, zero_point=0, size=8) -> TensorSpec:
@@ -108,3 +108,25 @@ class TestPreprocessor:
         address = out.__array_interface__["data"][0]
         Preprocessor(spec(np.uint8, 1 / 128, 128), mean=128, std=128)(bgr_quadrants(), out)
         assert out.__array_interface__["data"][0] == address and out.any()
+
+
+class TestBoxLinear:
+    def test_halvings_trim_to_whole_blocks(self):
+        trimmed, sizes = halvings(Window(80, 0, 481, 481), 224, 224)
+        assert trimmed == Window(80, 0, 480, 480) and sizes == [(240, 240)]
+        trimmed, sizes = halvings(Window(0, 0, 1280, 720), 224, 128)
+        assert sizes == [(640, 360), (320, 180)] and trimmed == Window(0, 0, 1280, 720)
+
+    def test_no_halving_below_twice_the_target(self):
+        assert halvings(Window(0, 0, 300, 300), 224, 224) == (Window(0, 0, 300, 300), [])
+
+    def test_fine_detail_averages_instead_of_aliasing(self):
+        # One-pixel stripes shrunk 4.6x: a box filter sees mid grey; plain linear samples stripes and aliases.
+        stripes = np.zeros((64, 64, 3), np.uint8)
+        stripes[:, ::2] = 255
+        spec_ = spec(np.uint8, 1 / 128, 128, size=14)
+        out = np.zeros((14, 14, 3), np.uint8)
+        Preprocessor(spec_, crop="stretch", interpolation="box_linear", mean=128, std=128)(stripes, out)
+        assert np.abs(out.astype(int) - 128).max() <= 1
+        Preprocessor(spec_, crop="stretch", interpolation="linear", mean=128, std=128)(stripes, out)
+        assert np.abs(out.astype(int) - 128).max() > 60
