@@ -84,7 +84,8 @@ def load_classifier(config: ModelConfig, runtime: Runtime | None = None) -> Clas
     interpreter = create_interpreter(runtime, model, threads, delegates)
     image, scores = classifier_tensors(model, interpreter.get_input_details(), interpreter.get_output_details())
     labels, labels_source = load_labels(model, config.labels, scores.shape[1])
-    info = LoadedModel(model.name, str(model.path), backend, runtime.name, threads, image, scores, labels, labels_source)
+    info = LoadedModel(model.name, str(model.path), backend, runtime.name, threads, image, scores, labels,
+                       labels_source)
     log.info("model %s: input %dx%d %s, %d classes (labels from %s); %s, %d threads, backend %s",
              info.name, image.shape[2], image.shape[1], image.dtype.__name__, scores.shape[1], labels_source,
              runtime.name, threads, backend if backend == "edgetpu" else "cpu (XNNPACK)")

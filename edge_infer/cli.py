@@ -7,7 +7,8 @@ import logging
 import signal
 import sys
 import threading
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 import cv2
 

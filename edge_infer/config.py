@@ -105,7 +105,7 @@ def parse_yaml(text: str, file: str) -> tuple[dict[str, Any], dict[Path, int]]:
     if not isinstance(data, dict):
         raise ConfigError(f"{file}:1: the configuration must be a mapping of sections (model:, source:, ...)")
     try:
-        lines = key_lines(node)
+        lines = key_lines(node) if node is not None else {}
     except ConfigError as exc:
         raise ConfigError(f"{file}:{str(exc).removeprefix('line ')}") from None
     return data, lines

@@ -7,7 +7,8 @@ import importlib
 import logging
 import os
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from .errors import RuntimeUnavailableError
 

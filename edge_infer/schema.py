@@ -17,7 +17,7 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from .errors import ConfigError
 
-Path = tuple[typing.Union[str, int], ...]
+Path = tuple[str | int, ...]
 
 
 @dataclass(frozen=True)
@@ -117,7 +117,7 @@ def coerce(hint: Any, value: Any, origin: Origin, path: Path) -> Any:
         if not isinstance(value, list):
             fail(origin, path, f"expected a list, got {describe_value(value)}")
         return tuple(coerce(item_hint, item, origin, path + (i,)) for i, item in enumerate(value))
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return build(hint, value, origin, path)
     if hint is bool:
         if isinstance(value, bool):

@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 
 import cv2
-import numpy as np
 import pytest
 
 from conftest import REPO, error_lines

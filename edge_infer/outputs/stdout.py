@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from typing import TextIO
@@ -25,7 +26,5 @@ class StdoutOutput:
             raise OutputClosed("stdout was closed by its reader") from exc
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(BrokenPipeError, ValueError):  # reader gone, or stream already closed
             self._stream.flush()
-        except (BrokenPipeError, ValueError):
-            pass

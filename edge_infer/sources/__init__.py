@@ -6,7 +6,8 @@ import glob
 import os
 import re
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from ..errors import ConfigError
 from ..schema import Origin, Path, build, fail

@@ -24,11 +24,11 @@ class AutoConfig:
     pass
 
 
-def v4l2_devices(dev: str = "/dev") -> list[str]:
+def v4l2_devices(dev: str = "/dev", sysfs: str = "/sys/class/video4linux") -> list[str]:
     """Candidate capture devices, lowest number first, skipping the Pi's codec and ISP nodes."""
     found = []
-    for node in sorted(glob.glob(f"{dev}/video*"), key=lambda p: int(re.sub(r"\D", "", p) or 0)):
-        name_file = Path("/sys/class/video4linux") / Path(node).name / "name"
+    for node in sorted(glob.glob(f"{dev}/video*"), key=lambda p: int(re.sub(r"\D", "", Path(p).name) or 0)):
+        name_file = Path(sysfs) / Path(node).name / "name"
         name = name_file.read_text().strip() if name_file.exists() else ""
         if not NOT_CAMERAS.search(name):
             found.append(node)

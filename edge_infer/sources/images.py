@@ -49,7 +49,8 @@ class ImagesSource:
         self._next = 0
         self._seq = 0
         self.skipped = 0
-        self.description = f"images {config.path} ({len(self._paths)} file{'s' if len(self._paths) != 1 else ''}{', looped' if self._loop else ''})"
+        count = len(self._paths)
+        self.description = f"images {config.path} ({count} file{'s' * (count != 1)}{', looped' * self._loop})"
 
     def read(self) -> Frame | None:
         while True:
