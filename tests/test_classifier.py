@@ -1,0 +1,54 @@
+"""The classifier in-process, on the real runtime and models."""
+
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import cv2
+import pytest
+
+from edge_infer.classifier import load_classifier
+from edge_infer.config import ModelConfig, PostprocessConfig, PreprocessConfig
+from edge_infer.errors import RuntimeUnavailableError
+from edge_infer.pipeline import FrameClassifier
+from edge_infer.runtime import load_runtime
+from edge_infer.values import Frame
+
+
+def counting_runtime():
+    """The real runtime, counting how many interpreters it is asked for."""
+    runtime = load_runtime()
+    created = []
+
+    def interpreter(**kwargs):
+        created.append(kwargs)
+        return runtime.interpreter(**kwargs)
+
+    return replace(runtime, interpreter=interpreter), created
+
+
+def test_one_interpreter_serves_every_frame(models: Path, images: Path):
+    runtime, created = counting_runtime()
+    classifier = load_classifier(ModelConfig(path=str(models / "mobilenet_v1_0.5_160_quant.tflite")), runtime)
+    classify = FrameClassifier(classifier, PreprocessConfig(), PostprocessConfig(top_k=1))
+    labels = []
+    for seq, name in enumerate(["parrot.jpg", "bird.bmp", "parrot.jpg", "sunflower.bmp"], start=1):
+        labels.append(classify(Frame(seq, cv2.imread(str(images / name)), 0.0)).top[0].label)
+    assert labels == ["macaw", "chickadee", "macaw", "daisy"]
+    assert len(created) == 1
+
+
+def test_threads_default_to_the_usable_cores(models: Path):
+    runtime, created = counting_runtime()
+    classifier = load_classifier(ModelConfig(path=str(models / "mobilenet_v1_0.25_128_quant.tflite")), runtime)
+    assert classifier.info.threads == len(os.sched_getaffinity(0)) == created[0]["num_threads"]
+
+
+def test_runtime_falls_back_in_order():
+    runtime = load_runtime(("no_such_runtime.interpreter", "ai_edge_litert.interpreter"))
+    assert runtime.name.startswith("ai_edge_litert")
+
+
+def test_no_runtime_says_what_to_install():
+    with pytest.raises(RuntimeUnavailableError, match="pip install ai-edge-litert"):
+        load_runtime(("no_such_runtime.interpreter", "another_missing.interpreter"))
