@@ -11,8 +11,8 @@ import numpy as np
 
 from .config import ModelConfig
 from .errors import ModelError, RuntimeUnavailableError
-from .postprocess import dequantize
 from .model import ModelFile, TensorSpec, classifier_tensors, load_labels, read_model, resolve_model
+from .postprocess import dequantize
 from .runtime import Runtime, load_edgetpu_delegate, load_runtime, usable_cores
 
 log = logging.getLogger(__name__)

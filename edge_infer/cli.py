@@ -7,8 +7,8 @@ import logging
 import signal
 import sys
 import threading
-from typing import Any
 from collections.abc import Sequence
+from typing import Any
 
 import cv2
 

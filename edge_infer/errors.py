@@ -37,10 +37,7 @@ class RuntimeUnavailableError(EdgeInferError):
     exit_status = 5
 
 
-# Exit statuses, documented in the README and used by the systemd unit.
+# The statuses that are not an error class's own (all are listed in the README).
 EXIT_OK = 0
 EXIT_INTERNAL = 1
-EXIT_CONFIG = ConfigError.exit_status
-EXIT_MODEL = ModelError.exit_status
 EXIT_SOURCE = SourceError.exit_status
-EXIT_RUNTIME = RuntimeUnavailableError.exit_status

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,8 +11,6 @@ import numpy as np
 
 from .errors import ModelError
 from .labels import align_labels, metadata_labels, parse_labels
-
-log = logging.getLogger(__name__)
 
 DEFAULT_MODEL_DIRS = ("~/.local/share/edge-infer/models", "/var/lib/edge-infer/models")
 EDGETPU_OP = b"edgetpu-custom-op"

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import ctypes
 import importlib
-import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from collections.abc import Callable
 
 from .errors import RuntimeUnavailableError
-
-log = logging.getLogger(__name__)
 
 # Newest first: ai-edge-litert is the maintained successor of tflite-runtime; full TensorFlow works too.
 RUNTIME_MODULES = ("ai_edge_litert.interpreter", "tflite_runtime.interpreter", "tensorflow.lite")

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import cv2
 import pytest
-
 from conftest import REPO, error_lines
 
 CPU_MODELS = ["mobilenet_v1_0.25_128_quant", "mobilenet_v1_0.5_160_quant", "mobilenet_v1_0.75_192_quant",

@@ -5,19 +5,19 @@ from __future__ import annotations
 import glob
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from collections.abc import Callable
 
 from ..errors import ConfigError
 from ..schema import Origin, Path, build, fail
 from .auto import AutoConfig, open_auto
-from .base import BufferPool, Source, SourceHints
+from .base import Source, SourceHints
 from .images import IMAGE_SUFFIXES, ImagesConfig, open_images
 from .opencv import URL_PATTERN, OpenCVConfig, open_opencv
 from .picamera2 import Picamera2Config, open_picamera2
 
-__all__ = ["BufferPool", "Source", "SourceHints", "SourceSpec", "SOURCE_TYPES", "open_source",
+__all__ = ["Source", "SourceHints", "SourceSpec", "SOURCE_TYPES", "open_source",
            "build_source_spec", "source_from_argument"]
 
 
