@@ -19,9 +19,10 @@ def dequantize(raw: np.ndarray, scale: float, zero_point: int, out: np.ndarray) 
 
 def top_k(scores: np.ndarray, k: int, threshold: float = 0.0) -> list[tuple[int, float]]:
     """The k best (index, score) pairs, best first, keeping scores >= threshold; ties go to the lower index."""
-    k = min(k, scores.shape[0])
+    n = scores.shape[0]
+    k = min(k, n)
     # argpartition finds the k largest in O(n); only those k are then sorted.
-    best = np.argpartition(-scores, k - 1)[:k]
+    best = np.argpartition(scores, n - k)[n - k:]
     ranked = sorted(best.tolist(), key=lambda i: (-scores[i], i))
     return [(i, float(scores[i])) for i in ranked if scores[i] >= threshold]
 
