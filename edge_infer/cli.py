@@ -13,13 +13,16 @@ from typing import Any
 import cv2
 
 from . import __version__
+from .board import board_health
 from .classifier import load_classifier
 from .config import Config, find_config_file, load_config
 from .errors import EXIT_INTERNAL, EXIT_OK, EXIT_SOURCE, EdgeInferError
-from .outputs import open_outputs
+from .outputs import OutputContext, open_outputs
 from .pipeline import FrameClassifier, run_pipeline
 from .schema import Path
 from .sources import SourceHints, open_source, source_from_argument
+from .stats import RunStats
+from .systemd import SystemdNotifier
 
 log = logging.getLogger("edge_infer")
 
@@ -102,10 +105,15 @@ def command_run(args: argparse.Namespace) -> int:
     source = open_source(config.source, SourceHints(info.input.shape[2], info.input.shape[1], config.preprocess.crop))
     every_frame = config.run.frames == "all" or (config.run.frames == "auto" and not source.live)
     log.info("source: %s (%s)", source.description, "every frame" if every_frame else "newest frame")
-    outputs = open_outputs(config.outputs)
+    stats = RunStats()
+    context = OutputContext(info.name, info.backend, lambda: {**stats.snapshot(), **board_health()})
+    outputs = open_outputs(config, context)
+    notifier = SystemdNotifier.from_environment()
+    if notifier is not None:  # under systemd (Type=notify): readiness and watchdog pings ride on the results
+        outputs.append(notifier)
     try:
-        stats = run_pipeline(source, FrameClassifier(classifier, config.preprocess, config.postprocess), outputs,
-                             stop, every_frame=every_frame, max_frames=config.run.max_frames)
+        run_pipeline(source, FrameClassifier(classifier, config.preprocess, config.postprocess), outputs,
+                     stop, every_frame=every_frame, max_frames=config.run.max_frames, stats=stats)
     finally:
         for output in outputs:
             output.close()

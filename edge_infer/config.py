@@ -10,6 +10,7 @@ from typing import Any, Literal
 import yaml
 
 from .errors import ConfigError
+from .outputs.mqtt import MqttConfig
 from .schema import Origin, Path, build
 from .sources import SourceSpec, build_source_spec
 from .sources.auto import AutoConfig
@@ -60,7 +61,8 @@ class Config:
     preprocess: PreprocessConfig = PreprocessConfig()
     postprocess: PostprocessConfig = PostprocessConfig()
     run: RunConfig = RunConfig()
-    outputs: tuple[Literal["stdout"], ...] = ("stdout",)
+    outputs: tuple[Literal["stdout", "mqtt"], ...] = ("stdout",)
+    mqtt: MqttConfig = MqttConfig()
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
 

@@ -6,7 +6,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -17,6 +16,7 @@ from .outputs import Output, OutputClosed
 from .postprocess import ScoreSmoother, ranked_classes
 from .preprocess import Preprocessor
 from .sources.base import Source
+from .stats import RunStats
 from .values import Classification, Frame, Timing
 
 log = logging.getLogger(__name__)
@@ -57,21 +57,6 @@ class FrameClassifier:
         return Classification(frame.seq, frame.ts, info.name, info.backend, top, timing, frame.path)
 
 
-@dataclass
-class RunStats:
-    frames: int = 0
-    dropped: int = 0
-    output_errors: int = 0
-    seconds: float = 0.0
-    inference_ms: float = 0.0  # sum, for the mean
-
-    def summary(self) -> str:
-        fps = self.frames / self.seconds if self.seconds > 0 else 0.0
-        mean = self.inference_ms / self.frames if self.frames else 0.0
-        return (f"{self.frames} frames in {self.seconds:.1f} s ({fps:.1f} fps), {self.dropped} dropped, "
-                f"inference {mean:.2f} ms mean, {self.output_errors} output errors")
-
-
 def publish(result: Classification, outputs: list[Output], stats: RunStats) -> None:
     """Send to every output; one failing never stops the others or the pipeline."""
     for output in list(outputs):
@@ -87,15 +72,15 @@ def publish(result: Classification, outputs: list[Output], stats: RunStats) -> N
 
 
 def run_pipeline(source: Source, classify: Callable[[Frame], Classification], outputs: list[Output],
-                 stop: threading.Event, *, every_frame: bool, max_frames: int = 0) -> RunStats:
+                 stop: threading.Event, *, every_frame: bool, max_frames: int = 0,
+                 stats: RunStats | None = None) -> RunStats:
     """Classify frames from `source` until it ends, `max_frames` are done, or `stop` is set.
 
     Raises the source's error (SourceError) after publishing every frame that came before it.
     """
     handoff = FrameHandoff(capacity=2 if every_frame else 1, drop_oldest=not every_frame, stop=stop)
     capture = start_capture(source, handoff, stop)
-    stats = RunStats()
-    started = time.monotonic()
+    stats = stats or RunStats()
     try:
         while not stop.is_set() and outputs:
             frame = handoff.get(POLL_SECONDS)
@@ -104,8 +89,7 @@ def run_pipeline(source: Source, classify: Callable[[Frame], Classification], ou
                     break
                 continue
             result = classify(frame)
-            stats.frames += 1
-            stats.inference_ms += result.timing.inference_ms
+            stats.record(result.timing.inference_ms, handoff.dropped)
             publish(result, outputs, stats)
             if max_frames and stats.frames >= max_frames:
                 break
@@ -113,7 +97,6 @@ def run_pipeline(source: Source, classify: Callable[[Frame], Classification], ou
         stop.set()
         capture.join(CAPTURE_JOIN_SECONDS)
         stats.dropped = handoff.dropped
-        stats.seconds = time.monotonic() - started
         if capture.is_alive():  # blocked in a driver read; closing under it could crash the driver
             log.debug("capture thread still reading; leaving the source to process exit")
         else:

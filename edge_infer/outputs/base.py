@@ -1,7 +1,9 @@
-"""What every output provides."""
+"""What every output provides, and what it is told about the run."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 from ..values import Classification
@@ -17,3 +19,10 @@ class Output(Protocol):
     def publish(self, result: Classification) -> None: ...
 
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class OutputContext:
+    model: str
+    backend: str
+    stats: Callable[[], dict[str, object]]  # a snapshot of the run's statistics, from any thread

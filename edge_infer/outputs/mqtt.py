@@ -1,0 +1,251 @@
+"""Results to an MQTT broker (paho-mqtt 2.x), with a retained availability topic, a last will and
+Home Assistant discovery.
+
+Topics under `<topic_prefix>/<device>/`: `classification` (the stdout JSON), `status` (retained:
+online / offline as the last will / stopped on a clean shutdown), `stats` (every stats_interval s).
+The broker may be down at start or restart at any time: paho reconnects with backoff in its own
+thread, and results published while disconnected wait in a bounded backlog (newest kept, drops counted).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import socket
+import ssl
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import paho.mqtt.client as mqtt
+
+from .. import __version__
+from ..errors import ConfigError
+from ..values import Classification
+from .base import OutputContext
+
+log = logging.getLogger(__name__)
+
+STATUS_ONLINE, STATUS_OFFLINE, STATUS_STOPPED = "online", "offline", "stopped"
+CLOSE_TIMEOUT_S = 1.0  # SIGTERM must end the process within 2 s
+
+
+@dataclass(frozen=True)
+class MqttConfig:
+    host: str = "localhost"
+    port: int = field(default=1883, metadata={"min": 1, "max": 65535})
+    client_id: str = ""  # "": edge-infer-<device>
+    topic_prefix: str = field(default="edge-infer", metadata={"pattern": r"[^#+]+",
+                                                              "pattern_help": "a topic without + or #"})
+    device: str = ""  # "": this machine's hostname
+    qos: int = field(default=1, metadata={"min": 0, "max": 2})
+    retain: bool = False  # retain classification messages (status and discovery are always retained)
+    keepalive: int = field(default=60, metadata={"min": 5, "max": 65535})
+    username: str | None = None
+    password_file: str | None = None  # a file holding only the password (readable by the service user)
+    password_env: str | None = None  # or the name of an environment variable holding it
+    tls: bool = False
+    ca_file: str | None = None  # None with tls: the system's CA store
+    cert_file: str | None = None  # client certificate, for brokers that require one
+    key_file: str | None = None
+    tls_insecure: bool = False  # skip the broker hostname check (self-signed test brokers only)
+    # all: every frame; change: when the top label changes; rate: at most max_per_second.
+    # max_per_second also caps `change`, so a flickering label cannot flood the broker. 0: no cap.
+    publish: Literal["all", "change", "rate"] = "change"
+    max_per_second: float = field(default=2.0, metadata={"min": 0.0})
+    stats_interval: float = field(default=30.0, metadata={"min": 0.0})  # seconds; 0: no stats
+    backlog: int = field(default=100, metadata={"min": 0, "max": 100000})  # results kept while disconnected
+    discovery: bool = True  # Home Assistant MQTT discovery
+    discovery_prefix: str = "homeassistant"
+
+
+def topic_safe(name: str) -> str:
+    """A single topic level: no separators or wildcards."""
+    return re.sub(r"[/+#\s]+", "_", name).strip("_") or "edge-infer"
+
+
+class PublishPolicy:
+    """Decides which results go to the broker, so a 30 fps camera does not flood it."""
+
+    def __init__(self, mode: str, max_per_second: float, clock: Any = time.monotonic) -> None:
+        self._mode = mode
+        self._min_gap = 1.0 / max_per_second if max_per_second > 0 and mode != "all" else 0.0
+        self._clock = clock
+        self._last_label: str | None = None
+        self._last_time = float("-inf")
+
+    def admit(self, result: Classification) -> bool:
+        label = result.top[0].label if result.top else None
+        if self._mode == "change" and label == self._last_label:
+            return False
+        now = self._clock()
+        if now - self._last_time < self._min_gap:
+            return False
+        self._last_label, self._last_time = label, now
+        return True
+
+
+def read_password(config: MqttConfig) -> str | None:
+    if config.password_file:
+        try:
+            return Path(config.password_file).read_text().rstrip("\r\n")
+        except OSError as exc:
+            raise ConfigError(f"mqtt.password_file: cannot read '{config.password_file}': {exc.strerror}") from exc
+    if config.password_env:
+        if config.password_env not in os.environ:
+            raise ConfigError(f"mqtt.password_env: environment variable {config.password_env} is not set")
+        return os.environ[config.password_env]
+    return None
+
+
+def discovery_messages(prefix: str, device: str, topics: dict[str, str], model: str) -> dict[str, dict[str, Any]]:
+    """Home Assistant MQTT discovery configs: sensors for the top label, its score and the fps."""
+    node = f"edge_infer_{re.sub(r'[^a-zA-Z0-9_-]', '_', device)}"
+    common = {
+        # "stopped" (clean shutdown) must read as unavailable too, not only the last will's "offline".
+        "availability": [{"topic": topics["status"],
+                          "value_template": "{{ 'online' if value == 'online' else 'offline' }}"}],
+        "device": {"identifiers": [node], "name": f"edge-infer {device}", "manufacturer": "edge-infer",
+                   "model": model, "sw_version": __version__},
+    }
+    sensors = {
+        "label": {"name": "Label", "state_topic": topics["classification"], "icon": "mdi:eye",
+                  "value_template": "{{ value_json.top[0].label if value_json.top else 'none' }}"},
+        "score": {"name": "Score", "state_topic": topics["classification"], "state_class": "measurement",
+                  "value_template": "{{ (value_json.top[0].score if value_json.top else 0) | round(3) }}"},
+        "fps": {"name": "FPS", "state_topic": topics["stats"], "unit_of_measurement": "fps",
+                "state_class": "measurement", "value_template": "{{ value_json.fps }}"},
+    }
+    return {f"{prefix}/sensor/{node}/{key}/config": {**common, **sensor, "unique_id": f"{node}_{key}"}
+            for key, sensor in sensors.items()}
+
+
+class MqttOutput:
+    name = "mqtt"
+
+    def __init__(self, config: MqttConfig, context: OutputContext) -> None:
+        self._config = config
+        self._context = context
+        self.device = topic_safe(config.device or socket.gethostname())
+        base = f"{config.topic_prefix.rstrip('/')}/{self.device}"
+        self.topics = {level: f"{base}/{level}" for level in ("classification", "status", "stats")}
+        self._policy = PublishPolicy(config.publish, config.max_per_second)
+        self._lock = threading.Lock()
+        self._backlog: deque[str] = deque(maxlen=config.backlog)
+        self.backlog_dropped = 0
+        self._connected = False
+        self._outage_logged = False
+        self._stop = threading.Event()
+        self._client = self._make_client(read_password(config))
+        self._client.connect_async(config.host, config.port, config.keepalive)
+        self._client.loop_start()
+        self._stats_thread: threading.Thread | None = None
+        if config.stats_interval > 0:
+            self._stats_thread = threading.Thread(target=self._publish_stats_every, name="mqtt-stats", daemon=True)
+            self._stats_thread.start()
+        log.info("mqtt: publishing to %s:%d under %s/ (%s)", config.host, config.port, base, config.publish)
+
+    def _make_client(self, password: str | None) -> mqtt.Client:
+        config = self._config
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
+                             client_id=config.client_id or f"edge-infer-{self.device}")
+        if config.username is not None:
+            client.username_pw_set(config.username, password)
+        if config.tls:
+            for key in ("ca_file", "cert_file", "key_file"):
+                value = getattr(config, key)
+                if value and not os.access(value, os.R_OK):
+                    raise ConfigError(f"mqtt.{key}: cannot read '{value}'")
+            try:
+                client.tls_set(ca_certs=config.ca_file, certfile=config.cert_file, keyfile=config.key_file)
+            except (ssl.SSLError, OSError, ValueError) as exc:
+                raise ConfigError(f"mqtt: TLS settings rejected: {exc}") from exc
+            client.tls_insecure_set(config.tls_insecure)
+        client.will_set(self.topics["status"], STATUS_OFFLINE, qos=1, retain=True)
+        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_connect_fail = self._on_connect_fail
+        return client
+
+    # paho's network thread calls these three.
+    def _on_connect(self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _properties: Any) -> None:
+        if reason.is_failure:
+            self._log_outage(f"broker refused the connection: {reason}")
+            return
+        client.publish(self.topics["status"], STATUS_ONLINE, qos=1, retain=True)
+        if self._config.discovery:
+            for topic, sensor in discovery_messages(self._config.discovery_prefix, self.device, self.topics,
+                                                    self._context.model).items():
+                client.publish(topic, json.dumps(sensor), qos=1, retain=True)
+        with self._lock:
+            self._connected = True
+            self._outage_logged = False
+            waiting = list(self._backlog)
+            self._backlog.clear()
+            for payload in waiting:
+                client.publish(self.topics["classification"], payload, self._config.qos, self._config.retain)
+        log.info("mqtt: connected to %s:%d%s", self._config.host, self._config.port,
+                 f", sent {len(waiting)} results kept while disconnected" if waiting else "")
+
+    def _on_disconnect(self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _properties: Any) -> None:
+        with self._lock:
+            self._connected = False
+        if not self._stop.is_set():
+            self._log_outage(f"disconnected ({reason}); reconnecting")
+
+    def _on_connect_fail(self, _client: mqtt.Client, _userdata: Any) -> None:
+        self._log_outage(f"cannot reach the broker at {self._config.host}:{self._config.port}; retrying")
+
+    def _log_outage(self, message: str) -> None:
+        if not self._outage_logged:  # once per outage, not once per retry
+            self._outage_logged = True
+            log.warning("mqtt: %s; keeping the newest %d results meanwhile", message, self._config.backlog)
+
+    def publish(self, result: Classification) -> None:
+        if not self._policy.admit(result):
+            return
+        payload = json.dumps(result.to_json_dict(), separators=(",", ":"), ensure_ascii=False)
+        with self._lock:
+            if not self._connected:
+                if len(self._backlog) == self._backlog.maxlen:  # the oldest falls out
+                    self.backlog_dropped += 1
+                self._backlog.append(payload)
+                return
+            info = self._client.publish(self.topics["classification"], payload, self._config.qos, self._config.retain)
+        if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+            raise ConnectionError(f"mqtt publish failed: {mqtt.error_string(info.rc)}")
+
+    def stats_message(self) -> dict[str, object]:
+        return {**self._context.stats(), "mqtt_backlog_dropped": self.backlog_dropped,
+                "model": self._context.model, "backend": self._context.backend}
+
+    def _publish_stats_every(self) -> None:
+        while not self._stop.wait(self._config.stats_interval):
+            with self._lock:
+                connected = self._connected
+            if connected:
+                self._client.publish(self.topics["stats"], json.dumps(self.stats_message()), qos=0)
+
+    def close(self) -> None:
+        """Publish `stopped`, disconnect cleanly (so the broker does not send the last will), stop the thread."""
+        self._stop.set()
+        with self._lock:
+            connected = self._connected
+        if connected:
+            info = self._client.publish(self.topics["status"], STATUS_STOPPED, qos=1, retain=True)
+            try:
+                info.wait_for_publish(CLOSE_TIMEOUT_S)
+            except (RuntimeError, ValueError) as exc:
+                log.warning("mqtt: could not publish 'stopped': %s", exc)
+        self._client.disconnect()
+        self._client.loop_stop()
+
+
+def open_mqtt(config: Any, context: OutputContext) -> MqttOutput:
+    return MqttOutput(config.mqtt, context)

@@ -1,0 +1,68 @@
+"""Run statistics: updated by the inference loop once per frame, read by anyone (MQTT stats, the final log line)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+
+class RunStats:
+    """Counters and a ring of the last `window` frames' inference times and completion times.
+
+    Written only by the inference loop; other threads read snapshots. A reader racing a write may
+    see one slot old and one new: harmless for percentiles over hundreds of frames.
+    """
+
+    def __init__(self, window: int = 300, clock: Callable[[], float] = time.monotonic) -> None:
+        self.frames = 0
+        self.dropped = 0
+        self.output_errors = 0
+        self._clock = clock
+        self._started = clock()
+        self._inference_ms = np.zeros(window)
+        self._finished_at = np.zeros(window)
+        self._inference_total_ms = 0.0
+
+    def record(self, inference_ms: float, dropped: int) -> None:
+        slot = self.frames % len(self._inference_ms)
+        self._inference_ms[slot] = inference_ms
+        self._finished_at[slot] = self._clock()
+        self._inference_total_ms += inference_ms
+        self.frames += 1
+        self.dropped = dropped
+
+    @property
+    def seconds(self) -> float:
+        return self._clock() - self._started
+
+    def recent_fps(self) -> float:
+        """Frames per second over the ring: (n - 1) frames completed between its oldest and newest entries."""
+        n = min(self.frames, len(self._finished_at))
+        if n < 2:
+            return 0.0
+        newest = (self.frames - 1) % len(self._finished_at)
+        oldest = (self.frames - n) % len(self._finished_at)
+        span = self._finished_at[newest] - self._finished_at[oldest]
+        return (n - 1) / span if span > 0 else 0.0
+
+    def snapshot(self) -> dict[str, object]:
+        n = min(self.frames, len(self._inference_ms))
+        recent = self._inference_ms[:n]
+        p50, p95 = (np.percentile(recent, [50, 95]) if n else (0.0, 0.0))
+        return {
+            "frames": self.frames,
+            "dropped_frames": self.dropped,
+            "output_errors": self.output_errors,
+            "uptime_s": round(self.seconds, 1),
+            "fps": round(self.recent_fps(), 2),
+            "inference_ms": {"p50": round(float(p50), 3), "p95": round(float(p95), 3)},
+        }
+
+    def summary(self) -> str:
+        seconds = self.seconds
+        fps = self.frames / seconds if seconds > 0 else 0.0
+        mean = self._inference_total_ms / self.frames if self.frames else 0.0
+        return (f"{self.frames} frames in {seconds:.1f} s ({fps:.1f} fps), {self.dropped} dropped, "
+                f"inference {mean:.2f} ms mean, {self.output_errors} output errors")
