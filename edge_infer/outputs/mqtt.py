@@ -235,12 +235,17 @@ class MqttOutput:
     def close(self) -> None:
         """Publish `stopped`, disconnect cleanly (so the broker does not send the last will), stop the thread."""
         self._stop.set()
-        with self._lock:
-            connected = self._connected
+        deadline = time.monotonic() + CLOSE_TIMEOUT_S
+        while True:  # a short run may end before the first connection: give the backlog a moment
+            with self._lock:
+                connected, waiting = self._connected, bool(self._backlog)
+            if connected or not waiting or time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
         if connected:
             info = self._client.publish(self.topics["status"], STATUS_STOPPED, qos=1, retain=True)
             try:
-                info.wait_for_publish(CLOSE_TIMEOUT_S)
+                info.wait_for_publish(max(0.1, deadline - time.monotonic()))
             except (RuntimeError, ValueError) as exc:
                 log.warning("mqtt: could not publish 'stopped': %s", exc)
         self._client.disconnect()

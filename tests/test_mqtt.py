@@ -1,0 +1,293 @@
+"""MQTT against a real Mosquitto broker on loopback, through the real CLI where the behaviour is end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from broker import Broker, Subscriber
+from conftest import error_lines
+from edge_infer.outputs.base import OutputContext
+from edge_infer.outputs.mqtt import MqttConfig, MqttOutput, PublishPolicy, discovery_messages
+from edge_infer.values import Class, Classification, Timing
+
+DEVICE = "testdev"
+BASE = f"edge-infer/{DEVICE}"
+
+
+@pytest.fixture
+def broker(tmp_path: Path):
+    server = Broker(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def subscriber(broker: Broker):
+    client = Subscriber(broker.port)
+    time.sleep(0.2)  # subscribed before anything is published
+    yield client
+    client.close()
+
+
+def result(label: str, seq: int = 1) -> Classification:
+    return Classification(seq, 0.0, "m", "cpu", (Class(1, label, 0.9),), Timing(1, 2, 3))
+
+
+def write_config(path: Path, mqtt: str, source: str, outputs: str = "[mqtt]", extra: str = "") -> Path:
+    path.write_text(f"outputs: {outputs}\nmqtt:\n  device: {DEVICE}\n{mqtt}\nsource:\n{source}\n{extra}")
+    return path
+
+
+def loop_source(images: Path, name: str = "bird.bmp") -> str:
+    return f"  type: images\n  path: {images / name}\n  loop: true"
+
+
+def start_cli(config: Path, model: Path, cwd: Path, *extra: str, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "edge_infer", "run", "--config", str(config), "--model", str(model),
+                             *extra], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})})
+
+
+# --- pure parts --------------------------------------------------------------------------------
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_policy_change_publishes_only_new_labels():
+    policy = PublishPolicy("change", 0, FakeClock())
+    labels = ["cat", "cat", "dog", "dog", "cat"]
+    assert [policy.admit(result(label)) for label in labels] == [True, False, True, False, True]
+
+
+def test_policy_rate_caps_messages_per_second():
+    clock = FakeClock()
+    policy = PublishPolicy("rate", 2.0, clock)
+    admitted = []
+    for step in range(30):  # 30 frames at 10 fps = 3 s
+        clock.now = step * 0.1
+        admitted.append(policy.admit(result("cat")))
+    assert sum(admitted) == 6
+
+
+def test_policy_change_is_capped_too():
+    clock = FakeClock()
+    policy = PublishPolicy("change", 1.0, clock)
+    admitted = []
+    for step in range(10):  # a label flickering at 10 fps for 1 s
+        clock.now = step * 0.1
+        admitted.append(policy.admit(result("cat" if step % 2 else "dog")))
+    assert sum(admitted) == 1
+
+
+def test_policy_all_publishes_everything():
+    policy = PublishPolicy("all", 2.0, FakeClock())
+    assert all(policy.admit(result("cat")) for _ in range(10))
+
+
+def test_discovery_describes_three_sensors_of_one_device():
+    topics = {"classification": f"{BASE}/classification", "status": f"{BASE}/status", "stats": f"{BASE}/stats"}
+    messages = discovery_messages("homeassistant", DEVICE, topics, "mobilenet")
+    assert sorted(messages) == [f"homeassistant/sensor/edge_infer_{DEVICE}/{key}/config" for key in ("fps", "label", "score")]
+    label = messages[f"homeassistant/sensor/edge_infer_{DEVICE}/label/config"]
+    assert label["state_topic"] == topics["classification"] and label["availability"][0]["topic"] == topics["status"]
+    assert len({json.dumps(m["device"]) for m in messages.values()}) == 1
+    assert len({m["unique_id"] for m in messages.values()}) == 3
+
+
+# --- end to end --------------------------------------------------------------------------------
+
+def test_results_over_mqtt_match_the_golden_labels(broker, subscriber, tmp_path, models, images):
+    config = write_config(tmp_path / "c.yaml", f"  port: {broker.port}\n  publish: all",
+                          f"  type: images\n  path: {images}")
+    done = subprocess.run([sys.executable, "-m", "edge_infer", "run", "--config", str(config), "--model",
+                           str(models / "mobilenet_v2_1.0_224_quant.tflite")], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == ""  # outputs: [mqtt] only
+    messages = subscriber.wait_for(lambda m: m.topic == f"{BASE}/status" and m.payload == "stopped")
+    by_file = {Path(m.json()["path"]).name: m.json()["top"][0]["label"] for m in subscriber.on("/classification")}
+    assert by_file["parrot.jpg"] == "macaw" and by_file["bird.bmp"] == "chickadee"
+    assert by_file["grace_hopper.bmp"] == "military uniform" and by_file["sunflower.bmp"] == "daisy"
+    assert messages and [m.payload for m in subscriber.on("/status")] == ["online", "stopped"]
+    # A late subscriber still learns the state and the Home Assistant sensors: they are retained.
+    late = Subscriber(broker.port)
+    retained = late.wait_for(lambda m: m.topic == f"{BASE}/status")
+    late.wait_for(lambda m: m.topic.endswith("/label/config"))
+    late.close()
+    assert retained[0].payload == "stopped" and retained[0].retain
+
+
+def test_the_pipeline_survives_a_broker_restart(broker, subscriber, tmp_path, models, images):
+    config = write_config(tmp_path / "c.yaml", f"  port: {broker.port}\n  publish: rate\n  max_per_second: 20\n"
+                          "  keepalive: 5", loop_source(images), outputs="[stdout, mqtt]")
+    process = start_cli(config, models / "mobilenet_v1_0.25_128_quant.tflite", tmp_path, "--frames", "newest")
+    stdout_lines: list[tuple[float, str]] = []
+    reader = threading.Thread(target=lambda: [stdout_lines.append((time.monotonic(), line)) for line in process.stdout],
+                              daemon=True)
+    reader.start()
+    try:
+        subscriber.wait_for(lambda m: m.topic.endswith("/classification"))
+        broker.stop()
+        down_at = time.monotonic()
+        time.sleep(2.0)
+        broker.start()
+        up_at = time.monotonic()
+        # The subscriber reconnects too; after the restart the service says "online" again and results flow.
+        subscriber.wait_for(lambda m: m.topic == f"{BASE}/status" and m.payload == "online" and m.at > up_at,
+                            timeout=40)
+        after = subscriber.wait_for(lambda m: m.topic.endswith("/classification") and m.at > up_at, timeout=20)
+        assert after[0].json()["top"][0]["label"] == "chickadee"
+        # Classification never stopped: stdout kept getting results while the broker was down.
+        assert any(down_at + 0.5 < at < up_at - 0.5 for at, _ in stdout_lines)
+        assert process.poll() is None
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=10)
+    assert process.returncode == 0, stderr
+    assert stderr.count("mqtt: disconnected") + stderr.count("cannot reach the broker") == 1  # once per outage
+
+
+def test_sigkill_leaves_the_last_will(broker, subscriber, tmp_path, models, images):
+    config = write_config(tmp_path / "c.yaml", f"  port: {broker.port}", loop_source(images))
+    process = start_cli(config, models / "mobilenet_v1_0.25_128_quant.tflite", tmp_path)
+    subscriber.wait_for(lambda m: m.topic == f"{BASE}/status" and m.payload == "online")
+    process.kill()
+    process.wait(10)
+    killed_at = time.monotonic()
+    offline = subscriber.wait_for(lambda m: m.topic == f"{BASE}/status" and m.payload == "offline", timeout=15)
+    assert offline[0].at >= killed_at - 0.5
+
+
+def test_sigterm_publishes_stopped_and_exits_promptly(broker, subscriber, tmp_path, models, images):
+    config = write_config(tmp_path / "c.yaml", f"  port: {broker.port}", loop_source(images))
+    process = start_cli(config, models / "mobilenet_v1_0.25_128_quant.tflite", tmp_path)
+    subscriber.wait_for(lambda m: m.topic.endswith("/classification"))
+    process.send_signal(signal.SIGTERM)
+    sent = time.monotonic()
+    process.communicate(timeout=10)
+    assert time.monotonic() - sent < 2.0 and process.returncode == 0
+    subscriber.wait_for(lambda m: m.topic == f"{BASE}/status" and m.payload == "stopped", timeout=5)
+    time.sleep(0.5)
+    assert [m.payload for m in subscriber.on("/status")][-1] == "stopped"  # no last will after a clean stop
+
+
+def test_stats_are_published(broker, subscriber, tmp_path, models, images):
+    config = write_config(tmp_path / "c.yaml", f"  port: {broker.port}\n  stats_interval: 0.3", loop_source(images))
+    process = start_cli(config, models / "mobilenet_v1_0.25_128_quant.tflite", tmp_path)
+    try:
+        stats = subscriber.wait_for(lambda m: m.topic == f"{BASE}/stats" and m.json()["frames"] > 5)[0].json()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=10)
+    assert stats["fps"] > 0 and stats["inference_ms"]["p95"] >= stats["inference_ms"]["p50"] > 0
+    assert stats["model"] == "mobilenet_v1_0.25_128_quant" and stats["backend"] == "cpu"
+    assert {"dropped_frames", "uptime_s", "mqtt_backlog_dropped"} <= set(stats)
+
+
+def test_backlog_keeps_the_newest_results_while_the_broker_is_down(tmp_path):
+    server = Broker(tmp_path)  # not started yet
+    config = MqttConfig(port=server.port, device=DEVICE, publish="all", backlog=10, stats_interval=0)
+    output = MqttOutput(config, OutputContext("m", "cpu", dict))
+    try:
+        for seq in range(1, 51):
+            output.publish(result("cat", seq))
+        assert output.backlog_dropped == 40
+        server.start()
+        subscriber = Subscriber(server.port)
+        frames = subscriber.wait_for(lambda m: m.topic.endswith("/classification") and m.json()["frame"] == 50,
+                                     timeout=40)
+        assert frames
+        time.sleep(0.3)
+        assert [m.json()["frame"] for m in subscriber.on("/classification")] == list(range(41, 51))
+        subscriber.close()
+    finally:
+        output.close()
+        server.stop()
+
+
+def make_tls_files(directory: Path) -> tuple[Path, Path, Path]:
+    """A throwaway CA and a server certificate for 127.0.0.1 / localhost."""
+    ca_key, ca_cert = directory / "ca.key", directory / "ca.crt"
+    key, csr, cert = directory / "server.key", directory / "server.csr", directory / "server.crt"
+    ext = directory / "ext.cnf"
+    ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    run = lambda *args: subprocess.run(["openssl", *args], check=True, capture_output=True)  # noqa: E731
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(ca_key), "-out", str(ca_cert), "-days", "2",
+        "-subj", "/CN=edge-infer test CA")
+    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr), "-subj", "/CN=localhost")
+    run("x509", "-req", "-in", str(csr), "-CA", str(ca_cert), "-CAkey", str(ca_key), "-CAcreateserial", "-out",
+        str(cert), "-days", "2", "-extfile", str(ext))
+    return ca_cert, cert, key
+
+
+PASSWORD = "s3cret-Pa55word-never-logged"
+
+
+@pytest.fixture
+def secure_broker(tmp_path: Path):
+    ca, cert, key = make_tls_files(tmp_path)
+    passwords = tmp_path / "passwd"
+    subprocess.run(["mosquitto_passwd", "-b", "-c", str(passwords), "edge", PASSWORD], check=True)
+    server = Broker(tmp_path, f"cafile {ca}\ncertfile {cert}\nkeyfile {key}\npassword_file {passwords}\n",
+                    anonymous=False)
+    server.start()
+    yield server, ca
+    server.stop()
+
+
+def test_tls_with_username_and_password(secure_broker, tmp_path, models, images):
+    server, ca = secure_broker
+    subscriber = Subscriber(server.port, username="edge", password=PASSWORD, ca_file=ca)
+    (tmp_path / "password").write_text(PASSWORD + "\n")
+    config = write_config(tmp_path / "c.yaml", f"  host: 127.0.0.1\n  port: {server.port}\n  tls: true\n"
+                          f"  ca_file: {ca}\n  username: edge\n  password_file: {tmp_path / 'password'}",
+                          f"  type: images\n  path: {images / 'parrot.jpg'}")
+    done = subprocess.run([sys.executable, "-m", "edge_infer", "run", "--config", str(config), "--log-level", "debug",
+                           "--model", str(models / "mobilenet_v1_0.5_160_quant.tflite")], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    try:
+        assert done.returncode == 0, done.stderr
+        message = subscriber.wait_for(lambda m: m.topic.endswith("/classification"))[0]
+        assert message.json()["top"][0]["label"] == "macaw"
+    finally:
+        subscriber.close()
+    assert PASSWORD not in done.stderr + done.stdout
+
+
+def test_a_wrong_password_is_reported_and_classification_goes_on(secure_broker, tmp_path, models, images):
+    server, ca = secure_broker
+    config = write_config(tmp_path / "c.yaml", f"  host: 127.0.0.1\n  port: {server.port}\n  tls: true\n"
+                          f"  ca_file: {ca}\n  username: edge\n  password_env: TEST_MQTT_PASSWORD",
+                          loop_source(images), outputs="[stdout, mqtt]")
+    process = start_cli(config, models / "mobilenet_v1_0.25_128_quant.tflite", tmp_path, "--log-level", "debug",
+                        env={"TEST_MQTT_PASSWORD": "wrong-" + PASSWORD})
+    time.sleep(3)
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=10)
+    assert process.returncode == 0
+    assert len(stdout.splitlines()) > 10  # stdout kept getting results
+    assert "broker refused the connection" in stderr
+    assert PASSWORD not in stderr
+
+
+def test_an_unreadable_password_file_is_a_config_error(cli, tmp_path, models, images):
+    config = write_config(tmp_path / "c.yaml", f"  username: edge\n  password_file: {tmp_path / 'missing'}",
+                          f"  type: images\n  path: {images / 'parrot.jpg'}")
+    done = cli("run", "--config", str(config), "--model", str(models / "mobilenet_v1_0.25_128_quant.tflite"))
+    assert done.status == 2
+    assert "mqtt.password_file: cannot read" in error_lines(done.stderr)[0]
