@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 
 import pytest
-
 from broker import Broker, Subscriber
 from conftest import error_lines
+
 from edge_infer.outputs.base import OutputContext
 from edge_infer.outputs.mqtt import MqttConfig, MqttOutput, PublishPolicy, discovery_messages
 from edge_infer.values import Class, Classification, Timing
@@ -102,8 +102,9 @@ def test_policy_all_publishes_everything():
 def test_discovery_describes_three_sensors_of_one_device():
     topics = {"classification": f"{BASE}/classification", "status": f"{BASE}/status", "stats": f"{BASE}/stats"}
     messages = discovery_messages("homeassistant", DEVICE, topics, "mobilenet")
-    assert sorted(messages) == [f"homeassistant/sensor/edge_infer_{DEVICE}/{key}/config" for key in ("fps", "label", "score")]
-    label = messages[f"homeassistant/sensor/edge_infer_{DEVICE}/label/config"]
+    node = f"homeassistant/sensor/edge_infer_{DEVICE}"
+    assert sorted(messages) == [f"{node}/{key}/config" for key in ("fps", "label", "score")]
+    label = messages[f"{node}/label/config"]
     assert label["state_topic"] == topics["classification"] and label["availability"][0]["topic"] == topics["status"]
     assert len({json.dumps(m["device"]) for m in messages.values()}) == 1
     assert len({m["unique_id"] for m in messages.values()}) == 3
