@@ -32,6 +32,7 @@ purge=0
 start=1
 model=$DEFAULT_MODEL
 mirror=${EDGE_INFER_MODEL_MIRROR:-$MODEL_SOURCE_URL}
+changed=0  # set when a step changes the installed program, model or unit: the service is restarted
 
 usage() {
     sed -n '2,13s/^# \{0,1\}//p' "$0"
@@ -91,6 +92,7 @@ install_file() {
     fi
     run install -D -m "$mode" "$from" "$to"
     say "installed $to"
+    changed=1
 }
 
 install_apt_packages() {
@@ -147,6 +149,7 @@ install_venv() {
     run install -m 0644 "$source_dir/README.md" "$opt_dir/README.md"
     if [ "$dry_run" = 0 ]; then echo "$version" > "$stamp"; fi
     say "installed edge-infer into $venv"
+    changed=1
 }
 
 install_config() {
@@ -195,15 +198,16 @@ fetch_model() {
     chmod 0644 "$partial"
     mv "$partial" "$target"
     say "fetched $target"
+    changed=1
 }
 
 install_unit() {
-    local changed=0
+    local unit_changed=0
     if install_file "$source_dir/systemd/$SERVICE.service" "$unit_path" 0644; then
-        changed=1
+        unit_changed=1
     fi
     if on_system; then
-        if [ "$changed" = 1 ]; then run systemctl daemon-reload; fi
+        if [ "$unit_changed" = 1 ]; then run systemctl daemon-reload; fi
         if ! systemctl is-enabled --quiet "$SERVICE" 2>/dev/null; then systemctl_ enable "$SERVICE.service"; fi
         if [ "$start" = 1 ]; then
             if [ "$changed" = 1 ] || ! systemctl is-active --quiet "$SERVICE"; then

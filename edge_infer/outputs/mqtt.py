@@ -168,6 +168,9 @@ class MqttOutput:
             client.tls_insecure_set(config.tls_insecure)
         client.will_set(self.topics["status"], STATUS_OFFLINE, qos=1, retain=True)
         client.reconnect_delay_set(min_delay=1, max_delay=30)
+        # paho queues what it could not send yet; bound that too (room for a flushed backlog plus the
+        # status and discovery messages), so a long outage cannot grow memory.
+        client.max_queued_messages_set(config.backlog + 50)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_connect_fail = self._on_connect_fail
