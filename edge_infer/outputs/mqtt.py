@@ -239,10 +239,10 @@ class MqttOutput:
         """Publish `stopped`, disconnect cleanly (so the broker does not send the last will), stop the thread."""
         self._stop.set()
         deadline = time.monotonic() + CLOSE_TIMEOUT_S
-        while True:  # a short run may end before the first connection: give the backlog a moment
+        while True:  # a short run may end while the first connection is under way: give the backlog a moment
             with self._lock:
                 connected, waiting = self._connected, bool(self._backlog)
-            if connected or not waiting or time.monotonic() > deadline:
+            if connected or not waiting or self._outage_logged or time.monotonic() > deadline:
                 break
             time.sleep(0.02)
         if connected:
