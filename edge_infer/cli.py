@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -15,6 +16,7 @@ import cv2
 from . import __version__
 from .board import board_health
 from .classifier import load_classifier
+from .cli_models import add_commands
 from .config import Config, find_config_file, load_config
 from .errors import EXIT_INTERNAL, EXIT_OK, EXIT_SOURCE, EdgeInferError
 from .outputs import OutputContext, open_outputs
@@ -67,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-frames", type=int, help="stop after this many frames (0: no limit)")
     run.add_argument("--log-level", help="debug, info, warning or error")
     run.set_defaults(handler=command_run)
+    add_commands(commands)
     return parser
 
 
@@ -147,6 +150,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args))
+    except BrokenPipeError:  # `edge-infer models list | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
+        return EXIT_OK
     except EdgeInferError as exc:
         log.error("%s", " ".join(str(exc).split()))  # one line, whatever a library put in its message
         return exc.exit_status

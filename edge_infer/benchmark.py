@@ -1,0 +1,200 @@
+"""Measurements for `edge-infer bench`, run in a fresh process per (model, threads, delegate).
+
+A process per configuration keeps one interpreter per process, gives each its own peak RSS, and
+lets a model that crashes the runtime fail alone. The parent (bench.py) collects the JSON each
+worker prints.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .classifier import Classifier, load_classifier
+from .config import ModelConfig, PostprocessConfig, PreprocessConfig
+from .errors import EdgeInferError
+from .graph import graph_cost
+from .outputs.stdout import StdoutOutput
+from .pipeline import FrameClassifier, run_pipeline
+from .runtime import load_runtime
+from .schema import Origin
+from .sources import SourceHints, build_source_spec, open_source
+from .stats import RunStats
+from .values import Frame
+
+
+@dataclass(frozen=True)
+class Latency:
+    mean_ms: float
+    std_ms: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    fps: float  # 1000 / mean
+
+
+def latency(samples_ms: list[float] | np.ndarray) -> Latency:
+    samples = np.asarray(samples_ms, dtype=np.float64)
+    mean = float(samples.mean())
+    p50, p90, p99 = (float(v) for v in np.percentile(samples, [50, 90, 99]))
+    return Latency(round(mean, 4), round(float(samples.std()), 4), round(p50, 4), round(p90, 4), round(p99, 4),
+                   round(1000.0 / mean, 2) if mean > 0 else 0.0)
+
+
+class SyntheticSource:
+    """A 640x480 frame that costs nothing to produce: the same buffer, again and again."""
+
+    live = False
+    skipped = 0
+    description = "synthetic 640x480"
+
+    def __init__(self, width: int = 640, height: int = 480) -> None:
+        self._image = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
+        self._seq = 0
+
+    def read(self) -> Frame | None:
+        self._seq += 1
+        return Frame(self._seq, self._image, 0.0)
+
+    def close(self) -> None:
+        pass
+
+
+def time_invokes(invoke: Any, runs: int, seconds: float = 0.0) -> list[float]:
+    """Latency of `runs` calls, continuing until `seconds` have passed: short models need many runs."""
+    samples: list[float] = []
+    deadline = time.perf_counter() + seconds
+    while len(samples) < runs or time.perf_counter() < deadline:
+        start = time.perf_counter()
+        invoke()
+        samples.append((time.perf_counter() - start) * 1e3)
+    return samples
+
+
+def invoke_only(classifier: Classifier, reference: Any | None, warmup: int, runs: int, seconds: float,
+                rounds: int = 5) -> tuple[Latency, Latency | None]:
+    """Ours and, if given, a bare interpreter's invoke(), in alternating rounds so drift hits both alike."""
+    view = classifier.input_tensor()
+    view[...] = np.random.default_rng(1).integers(0, 128, view.shape)
+    del view  # the interpreter refuses to invoke while we hold a view of its buffers
+    time_invokes(classifier.invoke, warmup)
+    if reference is not None:
+        time_invokes(reference.invoke, warmup)
+    ours: list[float] = []
+    theirs: list[float] = []
+    for _ in range(rounds):
+        ours += time_invokes(classifier.invoke, max(1, runs // rounds), seconds / rounds)
+        if reference is not None:
+            theirs += time_invokes(reference.invoke, max(1, runs // rounds), seconds / rounds)
+    return latency(ours), (latency(theirs) if theirs else None)
+
+
+class FrameRecorder:
+    """An output that notes when each frame finished, and ends the run once enough were measured."""
+
+    name = "recorder"
+
+    def __init__(self, warmup: int, frames: int, seconds: float, stop: threading.Event) -> None:
+        self.finished_at: list[float] = []
+        self.total_ms: list[float] = []
+        self._warmup, self._frames, self._seconds, self._stop = warmup, frames, seconds, stop
+        self._started: float | None = None
+
+    def publish(self, result: Any) -> None:
+        now = time.perf_counter()
+        if self._warmup > 0:
+            self._warmup -= 1
+            return
+        self._started = self._started or now
+        self.finished_at.append(now)
+        self.total_ms.append(result.timing.total_ms)
+        if len(self.finished_at) >= self._frames and now - self._started >= self._seconds:
+            self._stop.set()
+
+    def close(self) -> None:
+        pass
+
+    def fps(self) -> float:
+        span = self.finished_at[-1] - self.finished_at[0] if len(self.finished_at) > 1 else 0.0
+        return (len(self.finished_at) - 1) / span if span > 0 else 0.0
+
+
+def bare_interpreter(path: str, threads: int) -> Any:
+    """The reference: LiteRT as its own examples use it, nothing of ours in the loop."""
+    runtime = load_runtime()
+    interpreter = runtime.interpreter(model_path=path, num_threads=threads)
+    interpreter.allocate_tensors()
+    detail = interpreter.get_input_details()[0]
+    interpreter.set_tensor(detail["index"], np.zeros(detail["shape"], detail["dtype"]))
+    return interpreter
+
+
+def measure(task: dict[str, Any]) -> dict[str, Any]:
+    """One configuration: invoke-only latency, optionally the bare reference, then the real pipeline."""
+    model_config = ModelConfig(path=task["model"], num_threads=task["threads"], delegate=task["delegate"])
+    classifier = load_classifier(model_config)
+    info = classifier.info
+    reference = bare_interpreter(info.path, info.threads) if task["reference"] else None
+    invoke, reference_latency = invoke_only(classifier, reference, task["warmup"], task["runs"], task["seconds"])
+    del reference
+
+    classify = FrameClassifier(classifier, PreprocessConfig(), PostprocessConfig())
+    if task.get("source"):
+        spec = build_source_spec(task["source"], Origin(), ("source",))
+        source: Any = open_source(spec, SourceHints(info.input.shape[2], info.input.shape[1], "center"))
+    else:
+        source = SyntheticSource()
+    stop = threading.Event()
+    recorder = FrameRecorder(task["warmup"], task["frames"], task["seconds"], stop)
+    stats = RunStats()
+    with open(os.devnull, "w") as devnull:  # the JSON is built and written, as in a real run
+        cpu_before, wall_before = os.times(), time.monotonic()
+        run_pipeline(source, classify, [StdoutOutput(devnull), recorder], stop, every_frame=not source.live,
+                     stats=stats)
+        cpu_after, wall_after = os.times(), time.monotonic()
+    wall = wall_after - wall_before
+    cpu = (cpu_after.user - cpu_before.user) + (cpu_after.system - cpu_before.system)
+    pipeline_fps = recorder.fps()
+    cost = graph_cost(classifier._interpreter._get_ops_details(), classifier._interpreter.get_tensor_details())
+    return {
+        "model": info.name,
+        "path": info.path,
+        "threads": info.threads,
+        "delegate": info.backend,
+        "runtime": info.runtime,
+        "input": f"{info.input.shape[2]}x{info.input.shape[1]} {info.input.dtype.__name__}",
+        "invoke": asdict(invoke),
+        "reference": asdict(reference_latency) if reference_latency else None,
+        "pipeline": {**asdict(latency(recorder.total_ms)), "fps": round(pipeline_fps, 2),
+                     "frames": len(recorder.total_ms), "dropped": stats.dropped},
+        "overhead_ms": round(1000.0 / pipeline_fps - invoke.mean_ms, 4) if pipeline_fps else None,
+        "cpu_percent": round(100.0 * cpu / wall, 1) if wall > 0 else None,
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "size_mb": round(Path(info.path).stat().st_size / 1e6, 3),
+        "macs_m": round(cost.macs / 1e6, 2) if cost.macs is not None else None,
+        "params_m": round(cost.params / 1e6, 3) if cost.params is not None else None,
+    }
+
+
+def main() -> int:
+    """`python -m edge_infer.benchmark TASK_JSON`: print one JSON result (or an error) on stdout."""
+    task = json.loads(sys.argv[1])
+    try:
+        result = measure(task)
+    except EdgeInferError as exc:
+        result = {"model": Path(task["model"]).name.removesuffix(".tflite"), "error": " ".join(str(exc).split())}
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

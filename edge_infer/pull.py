@@ -1,0 +1,129 @@
+"""Download models from the zoo: verified, extracted, and written atomically into a models directory."""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import io
+import os
+import shutil
+import sys
+import tarfile
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import TextIO
+
+from .errors import ModelError
+from .zoo import ModelEntry
+
+CHUNK = 1 << 16
+Progress = Callable[[int, int | None], None]  # (bytes so far, total or None)
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def is_valid(path: Path, entry: ModelEntry) -> bool:
+    return path.is_file() and (entry.sha256 is None or sha256_of(path) == entry.sha256)
+
+
+def download(url: str, out: io.BufferedWriter, progress: Progress | None) -> None:
+    """Stream `url` into `out`; a connection that ends before Content-Length is an error."""
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            total = int(response.headers["Content-Length"]) if response.headers.get("Content-Length") else None
+            received = 0
+            while block := response.read(CHUNK):
+                out.write(block)
+                received += len(block)
+                if progress:
+                    progress(received, total)
+    except urllib.error.HTTPError as exc:
+        raise ModelError(f"{url}: the server answered {exc.code} {exc.reason}") from exc
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise ModelError(f"cannot download {url}: {reason} (offline? set EDGE_INFER_MODEL_MIRROR to a directory "
+                         "or URL that has the file)") from exc
+    except http.client.IncompleteRead as exc:
+        raise ModelError(f"{url}: the download was cut off after {len(exc.partial)} bytes") from exc
+    if total is not None and received != total:
+        raise ModelError(f"{url}: the download was cut off at {received} of {total} bytes")
+
+
+def pull(entry: ModelEntry, models_dir: Path, mirror: str | None = None, progress: Progress | None = None) -> bool:
+    """Put entry's .tflite into models_dir; False when a valid copy was already there.
+
+    A mirror (a directory or a base URL) holds the .tflite files by name and replaces the internet
+    source. The file appears under its final name only once complete and verified: a crash or a
+    bad checksum leaves nothing there.
+    """
+    target = models_dir / entry.file_name
+    if is_valid(target, entry):
+        return False
+    models_dir.mkdir(parents=True, exist_ok=True)
+    archive = entry.member is not None and not mirror
+    source = f"{mirror.rstrip('/')}/{entry.file_name}" if mirror else entry.url
+    fd, temp_name = tempfile.mkstemp(dir=models_dir, prefix=f".{entry.name}.", suffix=".part")
+    temp = Path(temp_name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            if mirror and Path(mirror).is_dir():
+                try:
+                    with (Path(mirror) / entry.file_name).open("rb") as f:
+                        shutil.copyfileobj(f, out, CHUNK)
+                except OSError as exc:
+                    raise ModelError(f"no {entry.file_name} in mirror {mirror}: {exc.strerror}") from exc
+            else:
+                download(source, out, progress)
+        if archive:
+            extract_member(temp, entry)
+        if entry.sha256 is not None and sha256_of(temp) != entry.sha256:
+            raise ModelError(f"{entry.file_name} from {source} has the wrong sha256 (expected {entry.sha256}); "
+                             "deleted it")
+        temp.chmod(0o644)
+        os.replace(temp, target)
+        return True
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+def extract_member(path: Path, entry: ModelEntry) -> None:
+    """Replace the downloaded .tgz at `path` by the .tflite inside it."""
+    try:
+        with tarfile.open(path) as archive:
+            member = next((m for m in archive.getmembers() if Path(m.name).name == entry.member), None)
+            if member is None:
+                raise ModelError(f"{entry.url} has no {entry.member}")
+            extracted = archive.extractfile(member)
+            assert extracted is not None
+            data = extracted.read()
+    except tarfile.TarError as exc:
+        raise ModelError(f"{entry.url} is not a readable .tgz archive: {exc}") from exc
+    path.write_bytes(data)
+
+
+def progress_bar(name: str, stream: TextIO = sys.stderr) -> Progress:
+    """A one-line progress bar on a terminal; on a pipe or a log, nothing until the end."""
+    interactive = stream.isatty()
+
+    def show(received: int, total: int | None) -> None:
+        if not interactive:
+            return
+        if total:
+            filled = int(30 * received / total)
+            stream.write(f"\r{name} [{'#' * filled}{'.' * (30 - filled)}] {received / 1e6:.1f}/{total / 1e6:.1f} MB")
+        else:
+            stream.write(f"\r{name} {received / 1e6:.1f} MB")
+        if total is not None and received >= total:
+            stream.write("\n")
+        stream.flush()
+
+    return show
