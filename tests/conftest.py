@@ -48,13 +48,14 @@ class CliResult:
     stderr: str
 
 
-def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 120) -> CliResult:
-    """`python -m edge_infer ARGS` in `cwd`; every stdout line must be JSON (logs belong on stderr)."""
+def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 120,
+            json_lines: bool = True) -> CliResult:
+    """`python -m edge_infer ARGS` in `cwd`; with json_lines, every stdout line must be JSON (logs go to stderr)."""
     full_env = {**os.environ, **(env or {})}
     full_env.pop("EDGE_INFER_CONFIG", None)
     done = subprocess.run([sys.executable, "-m", "edge_infer", *args], cwd=cwd, env=full_env, capture_output=True,
                           text=True, timeout=timeout, stdin=subprocess.DEVNULL)
-    results = [json.loads(line) for line in done.stdout.splitlines()]
+    results = [json.loads(line) for line in done.stdout.splitlines()] if json_lines else []
     return CliResult(done.returncode, results, done.stdout, done.stderr)
 
 
