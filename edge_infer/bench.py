@@ -137,12 +137,16 @@ def run_bench(plan: BenchPlan, progress: Callable[[str], None]) -> dict[str, Any
     before = conditions()
     work = tasks(plan)
     results = []
+    failed: set[str] = set()
     for number, task in enumerate(work, start=1):
         name = Path(task["model"]).name.removesuffix(".tflite")
+        if task["model"] in failed:  # a model that cannot load fails the same way at any thread count
+            continue
         progress(f"[{number}/{len(work)}] {name}, {task['threads']} thread(s), {task['delegate']}")
         result = enrich(run_worker(task))
         if "error" in result:
             progress(f"  skipped: {result['error']}")
+            failed.add(task["model"])
         results.append(result)
     after = {"temperature_c": cpu_temperature_c(), "throttled": throttled_flags()}
     runtime = next((r["runtime"] for r in results if "runtime" in r), None)

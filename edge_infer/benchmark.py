@@ -106,6 +106,7 @@ class FrameRecorder:
     def __init__(self, warmup: int, frames: int, seconds: float, stop: threading.Event) -> None:
         self.finished_at: list[float] = []
         self.total_ms: list[float] = []
+        self.inference_ms: list[float] = []
         self._warmup, self._frames, self._seconds, self._stop = warmup, frames, seconds, stop
         self._started: float | None = None
 
@@ -117,6 +118,7 @@ class FrameRecorder:
         self._started = self._started or now
         self.finished_at.append(now)
         self.total_ms.append(result.timing.total_ms)
+        self.inference_ms.append(result.timing.inference_ms)
         if len(self.finished_at) >= self._frames and now - self._started >= self._seconds:
             self._stop.set()
 
@@ -176,7 +178,10 @@ def measure(task: dict[str, Any]) -> dict[str, Any]:
         "reference": asdict(reference_latency) if reference_latency else None,
         "pipeline": {**asdict(latency(recorder.total_ms)), "fps": round(pipeline_fps, 2),
                      "frames": len(recorder.total_ms), "dropped": stats.dropped},
-        "overhead_ms": round(1000.0 / pipeline_fps - invoke.mean_ms, 4) if pipeline_fps else None,
+        # Per frame, everything but invoke(): frame interval minus the invoke time of the same frames,
+        # so a machine that slows down between measurements does not show up as overhead.
+        "overhead_ms": round(1000.0 / pipeline_fps - float(np.mean(recorder.inference_ms)), 4)
+        if pipeline_fps else None,
         "cpu_percent": round(100.0 * cpu / wall, 1) if wall > 0 else None,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "size_mb": round(Path(info.path).stat().st_size / 1e6, 3),

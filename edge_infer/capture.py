@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
+from collections.abc import Callable
+from typing import Any
 
 from .errors import EdgeInferError, SourceError
 from .sources.base import Source
@@ -16,13 +18,15 @@ log = logging.getLogger(__name__)
 class FrameHandoff:
     """Holds at most `capacity` frames between the capture thread and the inference loop.
 
+    Items are frames or prepared frames: anything with `release()`, called when one is dropped.
+
     With `drop_oldest` (live video) a full hand-off drops its oldest frame and counts it, so the
     loop always gets the newest frame and never lags behind reality. Without it (files) the
     capture thread waits for room, so every frame is classified.
     """
 
     def __init__(self, capacity: int, drop_oldest: bool, stop: threading.Event) -> None:
-        self._frames: deque[Frame] = deque()
+        self._frames: deque[Any] = deque()
         self._capacity = capacity
         self._drop_oldest = drop_oldest
         self._stop = stop
@@ -31,7 +35,7 @@ class FrameHandoff:
         self.error: EdgeInferError | None = None
         self.dropped = 0
 
-    def put(self, frame: Frame) -> bool:
+    def put(self, frame: Any) -> bool:
         """Hand over a frame; False when the run stopped before there was room for it."""
         with self._cond:
             while len(self._frames) >= self._capacity:
@@ -53,7 +57,7 @@ class FrameHandoff:
             self.error = error
             self._cond.notify_all()
 
-    def get(self, timeout: float) -> Frame | None:
+    def get(self, timeout: float) -> Any:
         """The next frame, or None if none came within `timeout` (check `exhausted`)."""
         with self._cond:
             if not self._frames and not self._finished:
@@ -70,16 +74,18 @@ class FrameHandoff:
             return self._finished and not self._frames
 
 
-def capture_frames(source: Source, handoff: FrameHandoff, stop: threading.Event) -> None:
-    """Body of the capture thread: read until the source ends, fails, or the run stops."""
+def capture_frames(source: Source, prepare: Callable[[Frame], Any], handoff: FrameHandoff,
+                   stop: threading.Event) -> None:
+    """Body of the capture thread: read and prepare frames until the source ends, fails, or the run stops."""
     error: EdgeInferError | None = None
     try:
         while not stop.is_set():
             frame = source.read()
             if frame is None:
                 break
-            if not handoff.put(frame):
-                frame.release()
+            item = prepare(frame)
+            if not handoff.put(item):
+                item.release()
                 break
     except EdgeInferError as exc:
         error = exc
@@ -90,7 +96,9 @@ def capture_frames(source: Source, handoff: FrameHandoff, stop: threading.Event)
         handoff.finish(error)
 
 
-def start_capture(source: Source, handoff: FrameHandoff, stop: threading.Event) -> threading.Thread:
-    thread = threading.Thread(target=capture_frames, args=(source, handoff, stop), name="capture", daemon=True)
+def start_capture(source: Source, prepare: Callable[[Frame], Any], handoff: FrameHandoff,
+                  stop: threading.Event) -> threading.Thread:
+    thread = threading.Thread(target=capture_frames, args=(source, prepare, handoff, stop), name="capture",
+                              daemon=True)
     thread.start()
     return thread

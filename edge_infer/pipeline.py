@@ -6,6 +6,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 import numpy as np
 
@@ -15,9 +16,9 @@ from .config import PostprocessConfig, PreprocessConfig
 from .outputs import Output, OutputClosed
 from .postprocess import ScoreSmoother, ranked_classes
 from .preprocess import Preprocessor
-from .sources.base import Source
+from .sources.base import BufferPool, Source
 from .stats import RunStats
-from .values import Classification, Frame, Timing
+from .values import Classification, Frame, PreparedFrame, Timing
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +26,19 @@ POLL_SECONDS = 0.1  # how often a waiting loop looks at the stop event
 CAPTURE_JOIN_SECONDS = 1.0
 
 
+class Stages(Protocol):
+    def prepare(self, frame: Frame) -> PreparedFrame: ...
+
+    def classify(self, prepared: PreparedFrame) -> Classification: ...
+
+
 class FrameClassifier:
-    """Classifies one frame at a time; every buffer is allocated here, once."""
+    """The two halves of classifying a frame; every buffer is allocated here, once.
+
+    `prepare` runs on the capture thread: it scales the frame into a staging buffer shaped like
+    the input tensor, so preprocessing the next frame overlaps inference on this one. `classify`
+    runs on the inference loop: copy the staged input into the tensor, invoke, postprocess.
+    """
 
     def __init__(self, classifier: Classifier, preprocess: PreprocessConfig, postprocess: PostprocessConfig,
                  clock: Callable[[], float] = time.perf_counter) -> None:
@@ -34,18 +46,32 @@ class FrameClassifier:
         self._classifier = classifier
         self._preprocessor = Preprocessor(info.input, crop=preprocess.crop, interpolation=preprocess.interpolation,
                                           mean=preprocess.mean, std=preprocess.std)
+        self._input_shape = info.input.shape[1:]
+        self._input_dtype = info.input.dtype
+        self._staging = BufferPool()
         self._scores = np.empty(info.output.shape[1], np.float32)
         self._smoother = ScoreSmoother(postprocess.smoothing, len(self._scores)) if postprocess.smoothing > 1 else None
         self._top_k = postprocess.top_k
         self._threshold = postprocess.threshold
         self._clock = clock
 
-    def __call__(self, frame: Frame) -> Classification:
+    def prepare(self, frame: Frame) -> PreparedFrame:
+        start = self._clock()
+        staged = self._staging.take()
+        if staged is None:
+            staged = np.empty(self._input_shape, self._input_dtype)
+        self._preprocessor(frame.image, staged)
+        frame.release()  # the pixels are in the staging buffer now
+        pool = self._staging
+        return PreparedFrame(frame.seq, frame.ts, frame.path, staged, (self._clock() - start) * 1e3,
+                             release=lambda: pool.give_back(staged))
+
+    def classify(self, prepared: PreparedFrame) -> Classification:
         info = self._classifier.info
         start = self._clock()
-        self._preprocessor(frame.image, self._classifier.input_tensor())
-        frame.release()  # the pixels are in the input tensor now
-        preprocessed = self._clock()
+        self._classifier.input_tensor()[...] = prepared.input
+        prepared.release()
+        copied = self._clock()
         self._classifier.invoke()
         invoked = self._clock()
         scores = self._classifier.read_scores(self._scores)
@@ -53,8 +79,13 @@ class FrameClassifier:
             scores = self._smoother.update(scores)
         top = ranked_classes(scores, info.labels, self._top_k, self._threshold)
         done = self._clock()
-        timing = Timing((preprocessed - start) * 1e3, (invoked - preprocessed) * 1e3, (done - invoked) * 1e3)
-        return Classification(frame.seq, frame.ts, info.name, info.backend, top, timing, frame.path)
+        timing = Timing(prepared.preprocess_ms + (copied - start) * 1e3, (invoked - copied) * 1e3,
+                        (done - invoked) * 1e3)
+        return Classification(prepared.seq, prepared.ts, info.name, info.backend, top, timing, prepared.path)
+
+    def __call__(self, frame: Frame) -> Classification:
+        """Both halves in one thread, for callers without a capture thread."""
+        return self.classify(self.prepare(frame))
 
 
 def publish(result: Classification, outputs: list[Output], stats: RunStats) -> None:
@@ -71,7 +102,7 @@ def publish(result: Classification, outputs: list[Output], stats: RunStats) -> N
                 log.warning("output %s failed (%d so far): %s", output.name, stats.output_errors, exc)
 
 
-def run_pipeline(source: Source, classify: Callable[[Frame], Classification], outputs: list[Output],
+def run_pipeline(source: Source, stages: Stages, outputs: list[Output],
                  stop: threading.Event, *, every_frame: bool, max_frames: int = 0,
                  stats: RunStats | None = None) -> RunStats:
     """Classify frames from `source` until it ends, `max_frames` are done, or `stop` is set.
@@ -79,7 +110,7 @@ def run_pipeline(source: Source, classify: Callable[[Frame], Classification], ou
     Raises the source's error (SourceError) after publishing every frame that came before it.
     """
     handoff = FrameHandoff(capacity=2 if every_frame else 1, drop_oldest=not every_frame, stop=stop)
-    capture = start_capture(source, handoff, stop)
+    capture = start_capture(source, stages.prepare, handoff, stop)
     stats = stats or RunStats()
     try:
         while not stop.is_set() and outputs:
@@ -88,7 +119,7 @@ def run_pipeline(source: Source, classify: Callable[[Frame], Classification], ou
                 if handoff.exhausted:
                     break
                 continue
-            result = classify(frame)
+            result = stages.classify(frame)
             stats.record(result.timing.inference_ms, handoff.dropped)
             publish(result, outputs, stats)
             if max_frames and stats.frames >= max_frames:

@@ -23,6 +23,18 @@ class Frame:
     release: Callable[[], None] = field(default=lambda: None, repr=False)
 
 
+@dataclass(frozen=True, eq=False)
+class PreparedFrame:
+    """A frame already scaled and quantized into a staging buffer shaped like the model's input."""
+
+    seq: int
+    ts: float
+    path: str | None
+    input: np.ndarray
+    preprocess_ms: float
+    release: Callable[[], None] = field(default=lambda: None, repr=False)
+
+
 @dataclass(frozen=True)
 class Class:
     """One ranked class: the model's output index, its label and its score in [0, 1]."""

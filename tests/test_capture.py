@@ -77,12 +77,22 @@ class ScriptedSource:
         self.closed = True
 
 
-def fake_classify(delay: float = 0.0):
-    def classify(item: Frame) -> Classification:
-        time.sleep(delay)
+class FakeStages:
+    """Stands in for FrameClassifier: `prepare` passes the frame on, `classify` takes `delay` seconds."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.delay = delay
+
+    def prepare(self, item: Frame) -> Frame:
+        return item
+
+    def classify(self, item: Frame) -> Classification:
+        time.sleep(self.delay)
         return Classification(item.seq, item.ts, "m", "cpu", (Class(1, "x", 1.0),), Timing(0, 0, 0))
 
-    return classify
+
+def fake_classify(delay: float = 0.0) -> FakeStages:
+    return FakeStages(delay)
 
 
 class ListOutput:

@@ -52,3 +52,14 @@ def test_runtime_falls_back_in_order():
 def test_no_runtime_says_what_to_install():
     with pytest.raises(RuntimeUnavailableError, match="pip install ai-edge-litert"):
         load_runtime(("no_such_runtime.interpreter", "another_missing.interpreter"))
+
+
+def test_prepare_reuses_its_staging_buffers(models: Path, images: Path):
+    classifier = load_classifier(ModelConfig(path=str(models / "mobilenet_v1_0.25_128_quant.tflite")))
+    stages = FrameClassifier(classifier, PreprocessConfig(), PostprocessConfig(top_k=1))
+    image = cv2.imread(str(images / "bird.bmp"))
+    first = stages.prepare(Frame(1, image, 0.0))
+    assert first.input.shape == (128, 128, 3) and first.preprocess_ms > 0
+    address = first.input.__array_interface__["data"][0]
+    assert stages.classify(first).top[0].label == "chickadee"  # classify hands the buffer back
+    assert stages.prepare(Frame(2, image, 0.0)).input.__array_interface__["data"][0] == address
