@@ -171,8 +171,8 @@ def warnings_for(report: dict[str, Any]) -> list[str]:
 
 
 COLUMNS = ("model", "alpha", "resolution", "threads", "delegate", "invoke_p50_ms", "invoke_fps", "reference_fps",
-           "pipeline_fps", "overhead_ms", "cpu_percent", "peak_rss_mb", "size_mb", "macs_m", "params_m",
-           "published_top1")
+           "reference_ratio", "pipeline_fps", "pipeline_ratio", "overhead_ms", "cpu_percent", "peak_rss_mb", "size_mb",
+           "macs_m", "params_m", "published_top1")
 
 
 def flat(result: dict[str, Any]) -> dict[str, Any]:
@@ -183,7 +183,8 @@ def flat(result: dict[str, Any]) -> dict[str, Any]:
         "threads": result["threads"], "delegate": result["delegate"],
         "invoke_p50_ms": result["invoke"]["p50_ms"], "invoke_fps": result["invoke"]["fps"],
         "reference_fps": result["reference"]["fps"] if result["reference"] else None,
-        "pipeline_fps": result["pipeline"]["fps"], "overhead_ms": result["overhead_ms"],
+        "reference_ratio": result["reference_ratio"], "pipeline_fps": result["pipeline"]["fps"],
+        "pipeline_ratio": result["pipeline_ratio"], "overhead_ms": result["overhead_ms"],
         "cpu_percent": result["cpu_percent"], "peak_rss_mb": result["peak_rss_mb"], "size_mb": result["size_mb"],
         "macs_m": result["macs_m"], "params_m": result["params_m"], "published_top1": result["published_top1"],
     }
@@ -207,10 +208,10 @@ def cell(value: Any) -> str:
 
 
 def format_table(report: dict[str, Any], markdown: bool = False) -> str:
-    headers = ("model", "res", "thr", "delegate", "invoke p50 ms", "invoke FPS", "ref FPS", "pipeline FPS",
-               "overhead ms", "CPU %", "RSS MB", "MMACs", "top-1 %")
-    keys = ("model", "resolution", "threads", "delegate", "invoke_p50_ms", "invoke_fps", "reference_fps",
-            "pipeline_fps", "overhead_ms", "cpu_percent", "peak_rss_mb", "macs_m", "published_top1")
+    headers = ("model", "res", "thr", "delegate", "invoke p50 ms", "invoke FPS", "vs bare", "pipeline FPS",
+               "vs invoke", "overhead ms", "CPU %", "RSS MB", "MMACs", "top-1 %")
+    keys = ("model", "resolution", "threads", "delegate", "invoke_p50_ms", "invoke_fps", "reference_ratio",
+            "pipeline_fps", "pipeline_ratio", "overhead_ms", "cpu_percent", "peak_rss_mb", "macs_m", "published_top1")
     lines = []
     if markdown:
         lines += ["| alpha | " + " | ".join(headers) + " |", "|" + "---|" * (len(headers) + 1)]

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .classifier import Classifier, load_classifier
+from .classifier import load_classifier
 from .config import ModelConfig, PostprocessConfig, PreprocessConfig
 from .errors import EdgeInferError
 from .graph import graph_cost
@@ -80,24 +80,6 @@ def time_invokes(invoke: Any, runs: int, seconds: float = 0.0) -> list[float]:
     return samples
 
 
-def invoke_only(classifier: Classifier, reference: Any | None, warmup: int, runs: int, seconds: float,
-                rounds: int = 5) -> tuple[Latency, Latency | None]:
-    """Ours and, if given, a bare interpreter's invoke(), in alternating rounds so drift hits both alike."""
-    view = classifier.input_tensor()
-    view[...] = np.random.default_rng(1).integers(0, 128, view.shape)
-    del view  # the interpreter refuses to invoke while we hold a view of its buffers
-    time_invokes(classifier.invoke, warmup)
-    if reference is not None:
-        time_invokes(reference.invoke, warmup)
-    ours: list[float] = []
-    theirs: list[float] = []
-    for _ in range(rounds):
-        ours += time_invokes(classifier.invoke, max(1, runs // rounds), seconds / rounds)
-        if reference is not None:
-            theirs += time_invokes(reference.invoke, max(1, runs // rounds), seconds / rounds)
-    return latency(ours), (latency(theirs) if theirs else None)
-
-
 class FrameRecorder:
     """An output that notes when each frame finished, and ends the run once enough were measured."""
 
@@ -140,33 +122,80 @@ def bare_interpreter(path: str, threads: int) -> Any:
     return interpreter
 
 
+ROUNDS = 6  # measurements alternate in this many rounds, so a machine's drift hits each alike
+
+
+class PipelineTally:
+    """The pipeline's numbers, summed over rounds."""
+
+    def __init__(self) -> None:
+        self.intervals = 0
+        self.span = 0.0
+        self.interval_ms: list[float] = []
+        self.total_ms: list[float] = []
+        self.inference_ms: list[float] = []
+        self.dropped = 0
+        self.cpu = 0.0
+        self.wall = 0.0
+
+    def run(self, stages: FrameClassifier, source: Any, sink: Any, warmup: int, frames: int, seconds: float) -> None:
+        stop = threading.Event()
+        recorder = FrameRecorder(warmup, frames, seconds, stop)
+        stats = RunStats()
+        cpu_before, wall_before = os.times(), time.monotonic()
+        run_pipeline(source, stages, [StdoutOutput(sink), recorder], stop, every_frame=not source.live, stats=stats)
+        cpu_after, wall_after = os.times(), time.monotonic()
+        self.cpu += (cpu_after.user - cpu_before.user) + (cpu_after.system - cpu_before.system)
+        self.wall += wall_after - wall_before
+        if len(recorder.finished_at) > 1:
+            self.intervals += len(recorder.finished_at) - 1
+            self.span += recorder.finished_at[-1] - recorder.finished_at[0]
+            self.interval_ms += (np.diff(recorder.finished_at) * 1e3).tolist()
+        self.total_ms += recorder.total_ms
+        self.inference_ms += recorder.inference_ms
+        self.dropped += stats.dropped
+
+    @property
+    def fps(self) -> float:
+        return self.intervals / self.span if self.span > 0 else 0.0
+
+
 def measure(task: dict[str, Any]) -> dict[str, Any]:
-    """One configuration: invoke-only latency, optionally the bare reference, then the real pipeline."""
+    """One configuration: invoke-only latency, the bare reference if asked, and the real pipeline.
+
+    With the synthetic source the three alternate in rounds; a real source (camera, video) runs
+    once at the end, since a run closes it.
+    """
     model_config = ModelConfig(path=task["model"], num_threads=task["threads"], delegate=task["delegate"])
     classifier = load_classifier(model_config)
     info = classifier.info
     reference = bare_interpreter(info.path, info.threads) if task["reference"] else None
-    invoke, reference_latency = invoke_only(classifier, reference, task["warmup"], task["runs"], task["seconds"])
-    del reference
-
-    classify = FrameClassifier(classifier, PreprocessConfig(), PostprocessConfig())
-    if task.get("source"):
-        spec = build_source_spec(task["source"], Origin(), ("source",))
-        source: Any = open_source(spec, SourceHints(info.input.shape[2], info.input.shape[1], "center"))
-    else:
-        source = SyntheticSource()
-    stop = threading.Event()
-    recorder = FrameRecorder(task["warmup"], task["frames"], task["seconds"], stop)
-    stats = RunStats()
-    with open(os.devnull, "w") as devnull:  # the JSON is built and written, as in a real run
-        cpu_before, wall_before = os.times(), time.monotonic()
-        run_pipeline(source, classify, [StdoutOutput(devnull), recorder], stop, every_frame=not source.live,
-                     stats=stats)
-        cpu_after, wall_after = os.times(), time.monotonic()
-    wall = wall_after - wall_before
-    cpu = (cpu_after.user - cpu_before.user) + (cpu_after.system - cpu_before.system)
-    pipeline_fps = recorder.fps()
+    stages = FrameClassifier(classifier, PreprocessConfig(), PostprocessConfig())
+    view = classifier.input_tensor()
+    view[...] = np.random.default_rng(1).integers(0, 128, view.shape)
+    del view  # the interpreter refuses to invoke while we hold a view of its buffers
+    time_invokes(classifier.invoke, task["warmup"])
+    if reference is not None:
+        time_invokes(reference.invoke, task["warmup"])
+    ours: list[float] = []
+    theirs: list[float] = []
+    pipeline = PipelineTally()
+    runs, frames, seconds = max(1, task["runs"] // ROUNDS), max(2, task["frames"] // ROUNDS), task["seconds"] / ROUNDS
+    with open(os.devnull, "w") as sink:  # the JSON is built and written, as in a real run
+        for round_number in range(ROUNDS):
+            ours += time_invokes(classifier.invoke, runs, seconds)
+            if reference is not None:
+                theirs += time_invokes(reference.invoke, runs, seconds)
+            if not task.get("source"):
+                warmup = task["warmup"] if round_number == 0 else 3
+                pipeline.run(stages, SyntheticSource(), sink, warmup, frames, seconds)
+        if task.get("source"):
+            spec = build_source_spec(task["source"], Origin(), ("source",))
+            source = open_source(spec, SourceHints(info.input.shape[2], info.input.shape[1], "center"))
+            pipeline.run(stages, source, sink, task["warmup"], task["frames"], task["seconds"])
+    invoke = latency(ours)
     cost = graph_cost(classifier._interpreter._get_ops_details(), classifier._interpreter.get_tensor_details())
+    fps = pipeline.fps
     return {
         "model": info.name,
         "path": info.path,
@@ -175,14 +204,17 @@ def measure(task: dict[str, Any]) -> dict[str, Any]:
         "runtime": info.runtime,
         "input": f"{info.input.shape[2]}x{info.input.shape[1]} {info.input.dtype.__name__}",
         "invoke": asdict(invoke),
-        "reference": asdict(reference_latency) if reference_latency else None,
-        "pipeline": {**asdict(latency(recorder.total_ms)), "fps": round(pipeline_fps, 2),
-                     "frames": len(recorder.total_ms), "dropped": stats.dropped},
+        "reference": asdict(latency(theirs)) if theirs else None,
+        # Ratios compare medians: a neighbour's burst on a shared machine moves a mean, not a median.
+        "reference_ratio": round(latency(theirs).p50_ms / invoke.p50_ms, 3) if theirs else None,
+        "pipeline": {**asdict(latency(pipeline.total_ms)), "fps": round(fps, 2), "frames": len(pipeline.total_ms),
+                     "dropped": pipeline.dropped},
+        "pipeline_ratio": round(invoke.p50_ms / float(np.median(pipeline.interval_ms)), 3)
+        if pipeline.interval_ms else None,
         # Per frame, everything but invoke(): frame interval minus the invoke time of the same frames,
         # so a machine that slows down between measurements does not show up as overhead.
-        "overhead_ms": round(1000.0 / pipeline_fps - float(np.mean(recorder.inference_ms)), 4)
-        if pipeline_fps else None,
-        "cpu_percent": round(100.0 * cpu / wall, 1) if wall > 0 else None,
+        "overhead_ms": round(1000.0 / fps - float(np.mean(pipeline.inference_ms)), 4) if fps else None,
+        "cpu_percent": round(100.0 * pipeline.cpu / pipeline.wall, 1) if pipeline.wall > 0 else None,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "size_mb": round(Path(info.path).stat().st_size / 1e6, 3),
         "macs_m": round(cost.macs / 1e6, 2) if cost.macs is not None else None,

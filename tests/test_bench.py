@@ -124,7 +124,8 @@ def test_warnings_for_governor_and_throttling():
 
 def test_rows_group_smallest_alpha_first():
     results = [{"model": m, "alpha": a, "resolution": 224, "threads": 1, "delegate": "cpu",
-                "invoke": {"p50_ms": 1, "fps": 1}, "reference": None, "pipeline": {"fps": 1}, "overhead_ms": 0,
+                "invoke": {"p50_ms": 1, "fps": 1}, "reference": None, "reference_ratio": None,
+                "pipeline": {"fps": 1}, "pipeline_ratio": 1, "overhead_ms": 0,
                 "cpu_percent": 1, "peak_rss_mb": 1, "size_mb": 1, "macs_m": 1, "params_m": 1, "published_top1": 1}
                for m, a in (("b", 1.0), ("a", 0.25), ("c", None))]
     assert [group for group, _ in by_alpha(results)] == ["alpha 0.25", "alpha 1.0", "other models"]
