@@ -22,7 +22,6 @@ import numpy as np
 from .classifier import load_classifier
 from .config import ModelConfig, PostprocessConfig, PreprocessConfig
 from .errors import EdgeInferError
-from .graph import graph_cost
 from .outputs.stdout import StdoutOutput
 from .pipeline import FrameClassifier, run_pipeline
 from .runtime import load_runtime
@@ -194,7 +193,7 @@ def measure(task: dict[str, Any]) -> dict[str, Any]:
             source = open_source(spec, SourceHints(info.input.shape[2], info.input.shape[1], "center"))
             pipeline.run(stages, source, sink, task["warmup"], task["frames"], task["seconds"])
     invoke = latency(ours)
-    cost = graph_cost(classifier._interpreter._get_ops_details(), classifier._interpreter.get_tensor_details())
+    cost = classifier.cost()
     fps = pipeline.fps
     return {
         "model": info.name,

@@ -11,6 +11,7 @@ import numpy as np
 
 from .config import ModelConfig
 from .errors import ModelError, RuntimeUnavailableError
+from .graph import GraphCost, graph_cost
 from .model import ModelFile, TensorSpec, classifier_tensors, load_labels, read_model, resolve_model
 from .postprocess import dequantize
 from .runtime import Runtime, load_edgetpu_delegate, load_runtime, usable_cores
@@ -53,6 +54,9 @@ class Classifier:
             self._interpreter.invoke()
         except (RuntimeError, ValueError) as exc:
             raise RuntimeUnavailableError(f"inference failed in {self.info.name}: {exc}") from exc
+
+    def cost(self) -> GraphCost:
+        return graph_cost(self._interpreter._get_ops_details(), self._interpreter.get_tensor_details())
 
     def read_scores(self, out: np.ndarray) -> np.ndarray:
         return dequantize(self._output_view()[0], self.info.output.scale, self.info.output.zero_point, out)

@@ -13,7 +13,7 @@ from .bench import BenchPlan, default_threads, find_models, plot, run_bench, war
 from .errors import EXIT_OK, ConfigError, ModelError
 from .graph import graph_cost
 from .labels import metadata_labels
-from .model import model_dirs, read_model, resolve_model, tensor_spec
+from .model import DEFAULT_MODEL_DIRS, model_dirs, read_model, resolve_model, tensor_spec
 from .pull import progress_bar, pull
 from .runtime import load_runtime
 from .sources import source_from_argument
@@ -64,7 +64,8 @@ def pull_dir(explicit: str | None) -> Path:
         return Path(explicit).expanduser()
     if os.environ.get("EDGE_INFER_MODELS"):
         return Path(os.environ["EDGE_INFER_MODELS"])
-    return model_dirs(None)[-1] if os.geteuid() == 0 else model_dirs(None)[0]
+    user_dir, system_dir = DEFAULT_MODEL_DIRS
+    return Path(system_dir if os.geteuid() == 0 else user_dir).expanduser()
 
 
 def present(name: str) -> bool:
