@@ -124,11 +124,12 @@ def run_worker(task: dict[str, Any]) -> dict[str, Any]:
 
 
 def enrich(result: dict[str, Any]) -> dict[str, Any]:
-    """Add what the zoo knows: width multiplier, resolution and the published top-1."""
+    """Add what the zoo (or the model itself) knows: width multiplier, resolution, published top-1."""
     entry = find_entry(build_manifest(), result["model"])
-    result["arch"] = entry.arch if entry else None
-    result["alpha"] = entry.alpha if entry else None
-    result["resolution"] = entry.resolution if entry else None
+    packed = result.pop("packed", None) or {}  # facts a model built by `edge-infer models build` carries
+    result["arch"] = entry.arch if entry else packed.get("arch")
+    result["alpha"] = entry.alpha if entry else packed.get("alpha")
+    result["resolution"] = entry.resolution if entry else packed.get("resolution")
     result["published_top1"] = entry.top1 if entry else None
     return result
 

@@ -202,6 +202,7 @@ def measure(task: dict[str, Any]) -> dict[str, Any]:
         "delegate": info.backend,
         "runtime": info.runtime,
         "input": f"{info.input.shape[2]}x{info.input.shape[1]} {info.input.dtype.__name__}",
+        "packed": info.packed,
         "invoke": asdict(invoke),
         "reference": asdict(latency(theirs)) if theirs else None,
         # Ratios compare medians: a neighbour's burst on a shared machine moves a mean, not a median.

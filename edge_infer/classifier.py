@@ -12,6 +12,7 @@ import numpy as np
 from .config import ModelConfig
 from .errors import ModelError, RuntimeUnavailableError
 from .graph import GraphCost, graph_cost
+from .labels import packed_info
 from .model import ModelFile, TensorSpec, classifier_tensors, load_labels, read_model, resolve_model
 from .postprocess import dequantize
 from .runtime import Runtime, load_edgetpu_delegate, load_runtime, usable_cores
@@ -34,6 +35,7 @@ class LoadedModel:
     output: TensorSpec
     labels: tuple[str, ...]
     labels_source: str
+    packed: dict[str, Any]  # build facts packed in the model (normalization, alpha, resolution), or {}
 
 
 class Classifier:
@@ -89,7 +91,7 @@ def load_classifier(config: ModelConfig, runtime: Runtime | None = None) -> Clas
     image, scores = classifier_tensors(model, interpreter.get_input_details(), interpreter.get_output_details())
     labels, labels_source = load_labels(model, config.labels, scores.shape[1])
     info = LoadedModel(model.name, str(model.path), backend, runtime.name, threads, image, scores, labels,
-                       labels_source)
+                       labels_source, packed_info(model.content))
     log.info("model %s: input %dx%d %s, %d classes (labels from %s); %s, %d threads, backend %s",
              info.name, image.shape[2], image.shape[1], image.dtype.__name__, scores.shape[1], labels_source,
              runtime.name, threads, backend if backend == "edgetpu" else "cpu (XNNPACK)")

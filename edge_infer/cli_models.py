@@ -37,6 +37,28 @@ def add_commands(commands: Any) -> None:
     inspect.add_argument("--json", action="store_true")
     inspect.set_defaults(handler=command_inspect)
 
+    builder = verbs.add_parser("build", help="build a MobileNet as a TFLite model (needs edge-infer[build])",
+                               description="Build keras.applications' MobileNet V1/V2 as a TFLite file that "
+                               "carries its labels and input normalization. Needs pip install 'edge-infer[build]'.")
+    builder.add_argument("--arch", choices=("mobilenet_v1", "mobilenet_v2"), default="mobilenet_v1")
+    builder.add_argument("--alpha", type=float, help="width multiplier (V1: 0.25-1.0; V2: 0.35-1.4)")
+    builder.add_argument("--resolution", type=int, help="input side (V1: 128-224; V2: 96-224)")
+    builder.add_argument("--weights", default="none", help="imagenet (downloads Keras's weights), none (random: "
+                         "for speed measurements), or a fine-tuned Keras model file")
+    builder.add_argument("--classes", type=int, help="output classes with --weights none (default 1000)")
+    builder.add_argument("--quantize", default="uint8", help="int8, uint8 (full-integer; default), float16, float32")
+    builder.add_argument("--calibration", help="a directory of images for full-integer quantization")
+    builder.add_argument("--labels", help="labels file to pack into the model (default: ImageNet's with "
+                         "--weights imagenet, else class N)")
+    builder.add_argument("--output", help="the .tflite to write (default: <arch>_<alpha>_<res>_<quantize>.tflite)")
+    builder.add_argument("--grid", action="store_true", help="build MobileNet V1 at every --alphas x --resolutions "
+                         "into --output-dir, skipping files already built")
+    builder.add_argument("--alphas", default="0.25,0.5,0.75,1.0", help="with --grid (default: all four)")
+    builder.add_argument("--resolutions", default="128,160,192,224", help="with --grid (default: all four)")
+    builder.add_argument("--output-dir", default=".", help="with --grid")
+    builder.add_argument("--edgetpu", action="store_true", help="then compile with edgetpu_compiler (if installed)")
+    builder.set_defaults(handler=command_build)
+
     bench = commands.add_parser("bench", help="measure FPS and latency per model, thread count and delegate")
     bench.add_argument("models", nargs="*", metavar="MODEL", help="names, paths or directories (default: every "
                        "mobilenet*.tflite in the model directories)")
@@ -162,6 +184,43 @@ def command_inspect(args: argparse.Namespace) -> int:
         print(f"  cost:  {info['macs_m']} M MACs, {info['params_m']} M parameters{versus}")
     else:
         print("  cost:  not countable: the graph is one Edge TPU custom op")
+    return EXIT_OK
+
+
+def numbers(flag: str, text: str, kind: type) -> list[Any]:
+    try:
+        return [kind(part) for part in text.split(",")]
+    except ValueError:
+        raise ConfigError(f"{flag}: '{text}' is not a comma-separated list of numbers") from None
+
+
+def command_build(args: argparse.Namespace) -> int:
+    from .build import BuildRequest, build, compile_for_edgetpu
+
+    if args.edgetpu and args.quantize not in ("int8", "uint8"):
+        raise ConfigError("--edgetpu needs a full-integer model: --quantize uint8 or int8")
+    common = {"weights": args.weights, "classes": args.classes, "quantize": args.quantize,
+              "calibration": args.calibration, "labels": args.labels}
+    if args.grid:
+        requests = [BuildRequest("mobilenet_v1", alpha, resolution, output=str(Path(args.output_dir) / BuildRequest(
+                        "mobilenet_v1", alpha, resolution, quantize=args.quantize).default_name()), **common)
+                    for alpha in numbers("--alphas", args.alphas, float)
+                    for resolution in numbers("--resolutions", args.resolutions, int)]
+    else:
+        if args.alpha is None or args.resolution is None:
+            raise ConfigError("--alpha and --resolution are needed (or --grid)")
+        requests = [BuildRequest(args.arch, args.alpha, args.resolution, output=args.output, **common)]
+    for request in requests:
+        target = Path(request.output or request.default_name())
+        if args.grid and target.is_file():
+            print(f"{target}: already built", file=sys.stderr)
+            continue
+        result = build(request)
+        cost = result.cost
+        print(f"{result.path}: {result.size_bytes / 1e6:.2f} MB, {cost.macs / 1e6 if cost.macs else 0:.1f} M MACs, "
+              f"{cost.params / 1e6 if cost.params else 0:.3f} M parameters", file=sys.stderr)
+        if args.edgetpu:
+            print(f"{compile_for_edgetpu(result.path)}: compiled for the Edge TPU", file=sys.stderr)
     return EXIT_OK
 
 

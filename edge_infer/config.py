@@ -34,9 +34,10 @@ class ModelConfig:
 class PreprocessConfig:
     crop: Literal["center", "stretch", "letterbox"] = "center"
     interpolation: Literal["box_linear", "area", "linear", "nearest", "cubic"] = "box_linear"
-    # real input = (pixel - mean) / std; MobileNets are trained on [-1, 1].
-    mean: float = 127.5
-    std: float = field(default=127.5, metadata={"min": 1e-6})
+    # real input = (pixel - mean) / std. null: what the model's metadata says (models built by
+    # `edge-infer models build`), else 127.5 / 127.5: MobileNets are trained on [-1, 1].
+    mean: float | None = None
+    std: float | None = field(default=None, metadata={"min": 1e-6})
 
 
 @dataclass(frozen=True)

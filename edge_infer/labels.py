@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io
+import json
 import re
 import zipfile
+from typing import Any
 
 NUMBERED_LINE = re.compile(r"^\s*(\d+)[\s:]+(.*\S)\s*$")
 
@@ -19,11 +21,33 @@ def parse_labels(text: str) -> list[str]:
     return [line.strip() for line in lines]
 
 
-def metadata_labels(model_bytes: bytes) -> list[str] | None:
-    """Labels packed in the model: TFLite metadata appends a zip archive holding the label file."""
+METADATA_FILE = "edge_infer.json"  # what `edge-infer models build` packs beside the labels
+
+
+def packed_files(model_bytes: bytes) -> zipfile.ZipFile | None:
+    """TFLite metadata appends a zip archive of associated files (labels, ...) to the flatbuffer."""
     try:
-        archive = zipfile.ZipFile(io.BytesIO(model_bytes))
+        return zipfile.ZipFile(io.BytesIO(model_bytes))
     except zipfile.BadZipFile:
+        return None
+
+
+def packed_info(model_bytes: bytes) -> dict[str, Any]:
+    """The build facts a model carries (input normalization, arch, alpha, resolution), or {}."""
+    archive = packed_files(model_bytes)
+    if archive is None or METADATA_FILE not in archive.namelist():
+        return {}
+    try:
+        info = json.loads(archive.read(METADATA_FILE))
+    except ValueError:
+        return {}
+    return info if isinstance(info, dict) else {}
+
+
+def metadata_labels(model_bytes: bytes) -> list[str] | None:
+    """Labels packed in the model, from the label file in its metadata archive."""
+    archive = packed_files(model_bytes)
+    if archive is None:
         return None
     names = [n for n in archive.namelist() if n.lower().endswith(".txt")]
     preferred = [n for n in names if "label" in n.lower()] or names

@@ -6,7 +6,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -32,6 +32,16 @@ class Stages(Protocol):
     def classify(self, prepared: PreparedFrame) -> Classification: ...
 
 
+DEFAULT_NORMALIZATION = (127.5, 127.5)  # MobileNets are trained on pixels scaled to [-1, 1]
+
+
+def normalization(preprocess: PreprocessConfig, packed: dict[str, Any]) -> tuple[float, float]:
+    """(mean, std): the configured values, else the model's own metadata, else MobileNet's [-1, 1]."""
+    mean = preprocess.mean if preprocess.mean is not None else packed.get("mean", DEFAULT_NORMALIZATION[0])
+    std = preprocess.std if preprocess.std is not None else packed.get("std", DEFAULT_NORMALIZATION[1])
+    return float(mean), float(std)
+
+
 class FrameClassifier:
     """The two halves of classifying a frame; every buffer is allocated here, once.
 
@@ -44,8 +54,9 @@ class FrameClassifier:
                  clock: Callable[[], float] = time.perf_counter) -> None:
         info = classifier.info
         self._classifier = classifier
+        mean, std = normalization(preprocess, info.packed)
         self._preprocessor = Preprocessor(info.input, crop=preprocess.crop, interpolation=preprocess.interpolation,
-                                          mean=preprocess.mean, std=preprocess.std)
+                                          mean=mean, std=std)
         self._input_shape = info.input.shape[1:]
         self._input_dtype = info.input.dtype
         self._staging = BufferPool()

@@ -1,0 +1,238 @@
+"""Build MobileNet TFLite models on a workstation (`edge-infer models build`), with Keras and TensorFlow.
+
+An optional extra (`pip install 'edge-infer[build]'`): TensorFlow is imported only inside these
+functions, never by the runtime. The architecture comes from keras.applications; calibration
+images go through the runtime's own Preprocessor, so full-integer quantization is calibrated on
+exactly what inference will see.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from .errors import ConfigError, RuntimeUnavailableError
+from .graph import GraphCost, graph_cost
+from .labels import METADATA_FILE, align_labels, parse_labels
+from .model import TensorSpec
+from .preprocess import Preprocessor
+from .runtime import load_runtime
+from .sources.images import IMAGE_SUFFIXES
+
+log = logging.getLogger(__name__)
+
+# What keras.applications offers (and has ImageNet weights for).
+SUPPORTED = {
+    "mobilenet_v1": ((0.25, 0.5, 0.75, 1.0), (128, 160, 192, 224)),
+    "mobilenet_v2": ((0.35, 0.5, 0.75, 1.0, 1.3, 1.4), (96, 128, 160, 192, 224)),
+}
+QUANTIZATIONS = ("int8", "uint8", "float16", "float32")
+MEAN = STD = 127.5  # keras.applications.mobilenet.preprocess_input: x / 127.5 - 1
+CALIBRATION_IMAGES = 200  # the converter's advice is a few hundred
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    arch: str
+    alpha: float
+    resolution: int
+    weights: str = "none"  # imagenet, none, or a Keras model file
+    classes: int | None = None  # None: 1000, or what a weights file has
+    quantize: str = "uint8"
+    calibration: str | None = None
+    labels: str | None = None
+    output: str | None = None
+
+    def default_name(self) -> str:
+        alpha = f"{self.alpha:g}" if self.alpha != 1.0 else "1.0"
+        return f"{self.arch}_{alpha}_{self.resolution}_{self.quantize}.tflite"
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    path: Path
+    cost: GraphCost
+    size_bytes: int
+
+
+def validate(request: BuildRequest) -> Path:
+    """Check everything a build needs before the slow part; return the output path."""
+    if request.arch not in SUPPORTED:
+        raise ConfigError(f"--arch: {request.arch!r} is not one of {', '.join(SUPPORTED)}")
+    alphas, resolutions = SUPPORTED[request.arch]
+    if not Path(request.weights).is_file():
+        if request.alpha not in alphas:
+            raise ConfigError(f"--alpha: Keras's {request.arch} supports {', '.join(map(str, alphas))}, "
+                              f"not {request.alpha:g}")
+        if request.resolution not in resolutions:
+            raise ConfigError(f"--resolution: Keras's {request.arch} supports {', '.join(map(str, resolutions))}, "
+                              f"not {request.resolution}")
+        if request.weights not in ("imagenet", "none"):
+            raise ConfigError(f"--weights: '{request.weights}' is not imagenet, none, or an existing Keras model file")
+    if request.quantize not in QUANTIZATIONS:
+        raise ConfigError(f"--quantize: {request.quantize!r} is not one of {', '.join(QUANTIZATIONS)}")
+    if request.quantize in ("int8", "uint8"):
+        if not request.calibration:
+            raise ConfigError(f"--quantize {request.quantize} needs --calibration DIR: a few hundred images like "
+                              "the ones the model will see")
+        if not calibration_files(request.calibration):
+            raise ConfigError(f"--calibration: no images in '{request.calibration}' "
+                              f"(looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
+    if request.labels and not Path(request.labels).is_file():
+        raise ConfigError(f"--labels: '{request.labels}' does not exist")
+    output = Path(request.output or request.default_name()).expanduser()
+    directory = output.parent if str(output.parent) else Path(".")
+    if not directory.is_dir() or not os.access(directory, os.W_OK):
+        raise ConfigError(f"--output: cannot write into '{directory}' (missing or not writable)")
+    return output
+
+
+def calibration_files(directory: str) -> list[Path]:
+    path = Path(directory)
+    if not path.is_dir():
+        return []
+    return sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:CALIBRATION_IMAGES]
+
+
+def import_tensorflow() -> tuple[Any, Any]:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ info lines are not for users
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    logging.getLogger("absl").setLevel(logging.ERROR)
+    try:
+        import keras
+        import tensorflow as tf
+    except ImportError as exc:
+        raise RuntimeUnavailableError(f"building models needs TensorFlow ({exc}): pip install 'edge-infer[build]'") \
+            from exc
+    return tf, keras
+
+
+def keras_model(request: BuildRequest) -> Any:
+    """keras.applications' MobileNet, with ImageNet weights, random weights, or a user's model file."""
+    _, keras = import_tensorflow()
+    if Path(request.weights).is_file():
+        try:
+            return keras.models.load_model(request.weights, compile=False)
+        except (ValueError, OSError) as exc:
+            raise ConfigError(f"--weights: cannot load '{request.weights}' as a Keras model: {exc}") from exc
+    weights = "imagenet" if request.weights == "imagenet" else None
+    classes = request.classes or 1000
+    if weights and classes != 1000:
+        raise ConfigError("--classes: ImageNet weights come with 1000 classes; fine-tune, then pass --weights FILE")
+    build = keras.applications.MobileNet if request.arch == "mobilenet_v1" else keras.applications.MobileNetV2
+    return build(input_shape=(request.resolution, request.resolution, 3), alpha=request.alpha, weights=weights,
+                 classes=classes)
+
+
+def representative_data(files: list[Path], height: int, width: int) -> Iterator[list[np.ndarray]]:
+    """Calibration batches, preprocessed exactly as the runtime does it for a float input."""
+    preprocess = Preprocessor(TensorSpec(0, (1, height, width, 3), np.float32, 0.0, 0), mean=MEAN, std=STD)
+    for path in files:
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None:
+            continue
+        batch = np.empty((1, height, width, 3), np.float32)
+        preprocess(image, batch[0])
+        yield [batch]
+
+
+def convert(model: Any, request: BuildRequest) -> bytes:
+    tf, _ = import_tensorflow()
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if request.quantize == "float16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif request.quantize in ("int8", "uint8"):
+        _, height, width, _ = model.input_shape
+        files = calibration_files(request.calibration or "")
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: representative_data(files, height, width)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        io_type = tf.uint8 if request.quantize == "uint8" else tf.int8
+        converter.inference_input_type = io_type
+        converter.inference_output_type = io_type
+    chatter = io.StringIO()  # Keras prints the exported signature to stdout; keep it for --log-level debug
+    with contextlib.redirect_stdout(chatter):
+        content = bytes(converter.convert())
+    log.debug("converter: %s", chatter.getvalue())
+    return content
+
+
+def label_list(request: BuildRequest, classes: int) -> list[str]:
+    if request.labels:
+        aligned = align_labels(parse_labels(Path(request.labels).read_text()), classes)
+        if aligned is None:
+            raise ConfigError(f"--labels: '{request.labels}' does not fit the model's {classes} classes")
+        return list(aligned)
+    if request.weights == "imagenet":
+        _, keras = import_tensorflow()
+        index = json.loads(Path(keras.utils.get_file(
+            "imagenet_class_index.json",
+            "https://storage.googleapis.com/download.tensorflow.org/data/imagenet_class_index.json")).read_text())
+        return [index[str(i)][1].replace("_", " ") for i in range(1000)]
+    return [f"class {i}" for i in range(classes)]
+
+
+def with_metadata(model: bytes, labels: list[str], info: dict[str, Any]) -> bytes:
+    """Append the associated-files archive the runtime reads: labels.txt and our build facts."""
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as files:
+        files.writestr("labels.txt", "\n".join(labels) + "\n")
+        files.writestr(METADATA_FILE, json.dumps(info, indent=2))
+    return model + archive.getvalue()
+
+
+def write_atomically(path: Path, content: bytes) -> None:
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(content)
+        os.chmod(temp, 0o644)
+        os.replace(temp, path)
+    finally:
+        Path(temp).unlink(missing_ok=True)
+
+
+def cost_of(content: bytes) -> GraphCost:
+    interpreter = load_runtime().interpreter(model_content=content)
+    return graph_cost(interpreter._get_ops_details(), interpreter.get_tensor_details())
+
+
+def build(request: BuildRequest) -> BuildResult:
+    output = validate(request)
+    model = keras_model(request)
+    _, height, width, _ = model.input_shape
+    classes = int(model.output_shape[-1])
+    content = convert(model, request)
+    info = {"arch": request.arch, "alpha": request.alpha, "resolution": int(height), "classes": classes,
+            "quantize": request.quantize, "weights": Path(request.weights).name, "mean": MEAN, "std": STD}
+    content = with_metadata(content, label_list(request, classes), info)
+    write_atomically(output, content)
+    return BuildResult(output, cost_of(content), len(content))
+
+
+def compile_for_edgetpu(path: Path) -> Path:
+    """Run edgetpu_compiler (Coral's, x86-64 Debian/Ubuntu) on a full-integer model; never pretend."""
+    compiler = shutil.which("edgetpu_compiler")
+    if compiler is None:
+        raise RuntimeUnavailableError(f"edgetpu_compiler is not on PATH, so {path} was not compiled for the Edge TPU: "
+                                      "install package edgetpu-compiler from Coral's apt repository (x86-64 only), "
+                                      f"then run: edgetpu_compiler -o {path.parent} {path}")
+    done = subprocess.run([compiler, "-s", "-o", str(path.parent), str(path)], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeUnavailableError(f"edgetpu_compiler failed on {path}: {done.stdout.strip()[-300:]}")
+    return path.with_name(path.stem + "_edgetpu.tflite")
