@@ -155,8 +155,9 @@ def installed(tmp_path_factory, shared) -> Path:
     return root
 
 
-def test_deploy_is_shellcheck_clean():
-    done = subprocess.run([need("shellcheck"), str(DEPLOY)], capture_output=True, text=True)
+def test_shell_scripts_are_shellcheck_clean():
+    done = subprocess.run([need("shellcheck"), str(DEPLOY), str(REPO / "tests/arm/run.sh"), str(REPO / ".ci/run")],
+                          capture_output=True, text=True)
     assert done.returncode == 0, done.stdout
 
 
