@@ -227,10 +227,7 @@ def command_build(args: argparse.Namespace) -> int:
 def parse_threads(text: str | None) -> tuple[int, ...]:
     if text is None:
         return default_threads()
-    try:
-        threads = tuple(int(t) for t in text.split(","))
-    except ValueError:
-        raise ConfigError(f"--threads: '{text}' is not a comma-separated list of numbers") from None
+    threads = tuple(numbers("--threads", text, int))
     if any(t < 1 for t in threads):
         raise ConfigError(f"--threads: every thread count must be at least 1, got {text}")
     return threads
