@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -24,6 +25,17 @@ def shared() -> Path:
     path = test_data_dir()
     if not (path / "models").is_dir() or not (path / "images").is_dir():
         message = f"test data not found at {path}: set EDGE_INFER_TEST_DATA to the folder with models/ and images/"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+def need(tool: str) -> str:
+    """A system tool the test needs (apt installs it in .ci/run): skips locally, fails under CI=true."""
+    path = shutil.which(tool)
+    if path is None:
+        message = f"{tool} is not installed (see the README's Tests section)"
         if os.environ.get("CI") == "true":
             pytest.fail(message)
         pytest.skip(message)

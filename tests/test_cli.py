@@ -9,7 +9,7 @@ from pathlib import Path
 
 import cv2
 import pytest
-from conftest import REPO, error_lines
+from conftest import REPO, error_lines, need
 
 CPU_MODELS = ["mobilenet_v1_0.25_128_quant", "mobilenet_v1_0.5_160_quant", "mobilenet_v1_0.75_192_quant",
               "mobilenet_v2_1.0_224_quant", "tf2_mobilenet_v2_1.0_224_ptq"]
@@ -154,7 +154,7 @@ void tflite_plugin_destroy_delegate(void *delegate) {}
 def test_edgetpu_library_without_a_device(cli, tmp_path: Path, models: Path, images: Path):
     source = tmp_path / "stub.c"
     source.write_text(STUB_EDGETPU)
-    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(tmp_path / "libedgetpu.so.1"), str(source)], check=True)
+    subprocess.run([need("gcc"), "-shared", "-fPIC", "-o", str(tmp_path / "libedgetpu.so.1"), str(source)], check=True)
     done = cli("run", "--model", str(models / "mobilenet_v1_0.5_160_quant_edgetpu.tflite"), "--delegate", "edgetpu",
                "--source", str(images / "parrot.jpg"), env={"LD_LIBRARY_PATH": str(tmp_path)})
     assert done.status == 5

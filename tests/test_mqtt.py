@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from broker import Broker, Subscriber
-from conftest import error_lines
+from conftest import error_lines, need
 
 from edge_infer.outputs.base import OutputContext
 from edge_infer.outputs.mqtt import MqttConfig, MqttOutput, PublishPolicy, discovery_messages
@@ -25,6 +25,7 @@ BASE = f"edge-infer/{DEVICE}"
 
 @pytest.fixture
 def broker(tmp_path: Path):
+    need("mosquitto")
     server = Broker(tmp_path)
     server.start()
     yield server
@@ -201,6 +202,7 @@ def test_stats_are_published(broker, subscriber, tmp_path, models, images):
 
 
 def test_backlog_keeps_the_newest_results_while_the_broker_is_down(tmp_path):
+    need("mosquitto")
     server = Broker(tmp_path)  # not started yet
     config = MqttConfig(port=server.port, device=DEVICE, publish="all", backlog=10, stats_interval=0)
     output = MqttOutput(config, OutputContext("m", "cpu", dict))
@@ -241,6 +243,8 @@ PASSWORD = "s3cret-Pa55word-never-logged"
 
 @pytest.fixture
 def secure_broker(tmp_path: Path):
+    for tool in ("mosquitto", "mosquitto_passwd", "openssl"):
+        need(tool)
     ca, cert, key = make_tls_files(tmp_path)
     passwords = tmp_path / "passwd"
     subprocess.run(["mosquitto_passwd", "-b", "-c", str(passwords), "edge", PASSWORD], check=True)

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from conftest import REPO, need
 
 from edge_infer.systemd import SystemdNotifier
 from edge_infer.values import Class, Classification, Timing
@@ -22,16 +22,6 @@ from edge_infer.values import Class, Classification, Timing
 UNIT = REPO / "systemd" / "edge-infer.service"
 DEPLOY = REPO / "deploy.sh"
 EXPOSURE_LIMIT = 2.0  # stated in the README; `systemd-analyze security` scores 0 (locked down) to 10
-
-
-def need(tool: str) -> str:
-    path = shutil.which(tool)
-    if path is None:
-        message = f"{tool} is not installed"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
 
 
 # --- sd_notify ---------------------------------------------------------------------------------
