@@ -13,13 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from .board import cpu_temperature_c, throttled_flags
+from .board import board_model, cpu_governor, cpu_temperature_c, throttled_flags
 from .errors import ConfigError
 from .model import model_dirs, resolve_model
-from .runtime import EDGETPU_LIBRARY, usable_cores
+from .runtime import edgetpu_library_present, usable_cores
 from .zoo import build_manifest, find_entry
 
-GOVERNOR = "/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"
 WORKER_TIMEOUT_S = 600
 
 
@@ -35,24 +34,6 @@ class BenchPlan:
     source: dict[str, Any] | None  # a source mapping, or None for the synthetic 640x480 frame
 
 
-def read_text(path: str) -> str | None:
-    try:
-        return Path(path).read_text().strip().rstrip("\x00")
-    except OSError:
-        return None
-
-
-def board_model() -> str:
-    """The board name from the device tree (e.g. "Raspberry Pi 5 Model B Rev 1.0"), else the CPU model."""
-    model = read_text("/proc/device-tree/model")
-    if model:
-        return model
-    for line in (read_text("/proc/cpuinfo") or "").splitlines():
-        if line.lower().startswith(("model name", "hardware")):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
-
 def conditions() -> dict[str, Any]:
     import cv2
     import numpy
@@ -61,7 +42,7 @@ def conditions() -> dict[str, Any]:
         "board": board_model(),
         "machine": platform.machine(),
         "cores": usable_cores(),
-        "governor": read_text(GOVERNOR),
+        "governor": cpu_governor(),
         "python": platform.python_version(),
         "numpy": numpy.__version__,
         "opencv": cv2.__version__,
@@ -87,19 +68,9 @@ def find_models(arguments: list[str], models_dir: str | None) -> list[str]:
     return list(dict.fromkeys(found))
 
 
-def edgetpu_present() -> bool:
-    import ctypes
-
-    try:
-        ctypes.CDLL(EDGETPU_LIBRARY)
-        return True
-    except OSError:
-        return False
-
-
 def tasks(plan: BenchPlan) -> list[dict[str, Any]]:
     """Every (model, threads, delegate) to measure; Edge TPU models only where the Edge TPU library is."""
-    has_edgetpu = edgetpu_present()
+    has_edgetpu = edgetpu_library_present()
     out = []
     for model in plan.models:
         compiled = model.endswith("_edgetpu.tflite")

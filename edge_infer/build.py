@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from .errors import ConfigError, RuntimeUnavailableError
-from .graph import GraphCost, graph_cost
+from .graph import GraphCost, interpreter_cost
 from .labels import METADATA_FILE, align_labels, parse_labels
 from .model import TensorSpec
 from .preprocess import Preprocessor
@@ -208,8 +208,7 @@ def write_atomically(path: Path, content: bytes) -> None:
 
 
 def cost_of(content: bytes) -> GraphCost:
-    interpreter = load_runtime().interpreter(model_content=content)
-    return graph_cost(interpreter._get_ops_details(), interpreter.get_tensor_details())
+    return interpreter_cost(load_runtime().interpreter(model_content=content))
 
 
 def build(request: BuildRequest) -> BuildResult:

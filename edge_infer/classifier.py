@@ -11,7 +11,7 @@ import numpy as np
 
 from .config import ModelConfig
 from .errors import ModelError, RuntimeUnavailableError
-from .graph import GraphCost, graph_cost
+from .graph import GraphCost, interpreter_cost
 from .labels import packed_info
 from .model import ModelFile, TensorSpec, classifier_tensors, load_labels, read_model, resolve_model
 from .postprocess import dequantize
@@ -58,7 +58,7 @@ class Classifier:
             raise RuntimeUnavailableError(f"inference failed in {self.info.name}: {exc}") from exc
 
     def cost(self) -> GraphCost:
-        return graph_cost(self._interpreter._get_ops_details(), self._interpreter.get_tensor_details())
+        return interpreter_cost(self._interpreter)
 
     def read_scores(self, out: np.ndarray) -> np.ndarray:
         return dequantize(self._output_view()[0], self.info.output.scale, self.info.output.zero_point, out)
@@ -98,12 +98,16 @@ def load_classifier(config: ModelConfig, runtime: Runtime | None = None) -> Clas
     return Classifier(interpreter, info)
 
 
-def create_interpreter(runtime: Runtime, model: ModelFile, threads: int, delegates: list[Any]) -> Any:
+def open_interpreter(runtime: Runtime, model: ModelFile, **options: Any) -> Any:
+    """An interpreter for `model`, tensors not yet allocated; a file LiteRT cannot parse is a ModelError."""
     try:
-        interpreter = runtime.interpreter(model_content=model.content, num_threads=threads,
-                                          experimental_delegates=delegates or None)
+        return runtime.interpreter(model_content=model.content, **options)
     except ValueError as exc:
         raise ModelError(f"'{model.path}' is not a valid TFLite model: {exc}") from exc
+
+
+def create_interpreter(runtime: Runtime, model: ModelFile, threads: int, delegates: list[Any]) -> Any:
+    interpreter = open_interpreter(runtime, model, num_threads=threads, experimental_delegates=delegates or None)
     try:
         interpreter.allocate_tensors()
     except RuntimeError as exc:

@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from .bench import BenchPlan, default_threads, find_models, plot, run_bench, warnings_for, write_report
+from .classifier import open_interpreter
 from .errors import EXIT_OK, ConfigError, ModelError
-from .graph import graph_cost
+from .graph import interpreter_cost
 from .labels import metadata_labels
 from .model import DEFAULT_MODEL_DIRS, model_dirs, read_model, resolve_model, tensor_spec
 from .pull import progress_bar, pull
@@ -132,12 +133,8 @@ def command_pull(args: argparse.Namespace) -> int:
 
 def inspect_model(path: Path) -> dict[str, Any]:
     model = read_model(path)
-    runtime = load_runtime()
-    try:
-        interpreter = runtime.interpreter(model_content=model.content)
-    except ValueError as exc:
-        raise ModelError(f"'{path}' is not a valid TFLite model: {exc}") from exc
-    cost = graph_cost(interpreter._get_ops_details(), interpreter.get_tensor_details())
+    interpreter = open_interpreter(load_runtime(), model)
+    cost = interpreter_cost(interpreter)
 
     def tensor(detail: dict[str, Any]) -> dict[str, Any]:
         spec = tensor_spec(detail)
@@ -152,8 +149,7 @@ def inspect_model(path: Path) -> dict[str, Any]:
         "outputs": [tensor(d) for d in interpreter.get_output_details()],
         "ops": cost.ops, "needs_edgetpu": model.needs_edgetpu,
         "labels": f"model metadata ({len(labels)} labels)" if labels else "none in the model (use --labels)",
-        "macs_m": round(cost.macs / 1e6, 2) if cost.macs is not None else None,
-        "params_m": round(cost.params / 1e6, 3) if cost.params is not None else None,
+        "macs_m": cost.macs_m, "params_m": cost.params_m,
         "published": {"top1": entry.top1, "macs_m": entry.macs_m, "params_m": entry.params_m} if entry else None,
     }
 
@@ -216,9 +212,8 @@ def command_build(args: argparse.Namespace) -> int:
             print(f"{target}: already built", file=sys.stderr)
             continue
         result = build(request)
-        cost = result.cost
-        print(f"{result.path}: {result.size_bytes / 1e6:.2f} MB, {cost.macs / 1e6 if cost.macs else 0:.1f} M MACs, "
-              f"{cost.params / 1e6 if cost.params else 0:.3f} M parameters", file=sys.stderr)
+        print(f"{result.path}: {result.size_bytes / 1e6:.2f} MB, {result.cost.macs_m} M MACs, "
+              f"{result.cost.params_m} M parameters", file=sys.stderr)
         if args.edgetpu:
             print(f"{compile_for_edgetpu(result.path)}: compiled for the Edge TPU", file=sys.stderr)
     return EXIT_OK

@@ -21,6 +21,14 @@ class GraphCost:
     macs: int | None  # None when the graph is an accelerator's opaque custom op
     params: int | None
 
+    @property
+    def macs_m(self) -> float | None:
+        return round(self.macs / 1e6, 2) if self.macs is not None else None
+
+    @property
+    def params_m(self) -> float | None:
+        return round(self.params / 1e6, 3) if self.params is not None else None
+
 
 def layer_cost(op: str, weights: tuple[int, ...], output: tuple[int, ...]) -> int:
     """MACs of one CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED, from its weight and output shapes."""
@@ -57,3 +65,8 @@ def graph_cost(ops: list[dict[str, Any]], tensors: list[dict[str, Any]]) -> Grap
                 counted.add(tensor)
                 params += int(np.prod(shapes[tensor]))
     return GraphCost(dict(histogram), macs, params)
+
+
+def interpreter_cost(interpreter: Any) -> GraphCost:
+    """The cost of the graph an interpreter holds (the op details are LiteRT's own, underscored API)."""
+    return graph_cost(interpreter._get_ops_details(), interpreter.get_tensor_details())

@@ -50,14 +50,20 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+def edgetpu_library_present() -> bool:
+    try:
+        ctypes.CDLL(EDGETPU_LIBRARY)
+        return True
+    except OSError:
+        return False
+
+
 def load_edgetpu_delegate(runtime: Runtime, device: str) -> Any:
     """The Coral Edge TPU delegate; `device` is "" (first found), "usb", "usb:N", "pci" or "pci:N"."""
-    try:
-        # Probe the library ourselves: when it is missing, load_delegate leaves a half-built
-        # Delegate whose destructor prints a traceback of its own.
-        ctypes.CDLL(EDGETPU_LIBRARY)
-    except OSError as exc:
-        raise RuntimeUnavailableError(f"Edge TPU library {EDGETPU_LIBRARY} not found: {EDGETPU_INSTALL_HINT}") from exc
+    # Probe the library ourselves: when it is missing, load_delegate leaves a half-built
+    # Delegate whose destructor prints a traceback of its own.
+    if not edgetpu_library_present():
+        raise RuntimeUnavailableError(f"Edge TPU library {EDGETPU_LIBRARY} not found: {EDGETPU_INSTALL_HINT}")
     options = {"device": device} if device else {}
     try:
         return runtime.load_delegate(EDGETPU_LIBRARY, options)

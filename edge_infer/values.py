@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -66,6 +67,10 @@ class Classification:
     top: tuple[Class, ...]
     timing: Timing
     path: str | None = None
+
+    def to_json(self) -> str:
+        """One compact line, as stdout and the MQTT classification topic carry it."""
+        return json.dumps(self.to_json_dict(), separators=(",", ":"), ensure_ascii=False)
 
     def to_json_dict(self) -> dict[str, object]:
         record: dict[str, object] = {

@@ -192,7 +192,7 @@ class MqttOutput:
             waiting = list(self._backlog)
             self._backlog.clear()
             for payload in waiting:
-                client.publish(self.topics["classification"], payload, self._config.qos, self._config.retain)
+                self._send(payload)
         log.info("mqtt: connected to %s:%d%s", self._config.host, self._config.port,
                  f", sent {len(waiting)} results kept while disconnected" if waiting else "")
 
@@ -213,16 +213,19 @@ class MqttOutput:
     def publish(self, result: Classification) -> None:
         if not self._policy.admit(result):
             return
-        payload = json.dumps(result.to_json_dict(), separators=(",", ":"), ensure_ascii=False)
+        payload = result.to_json()
         with self._lock:
             if not self._connected:
                 if len(self._backlog) == self._backlog.maxlen:  # the oldest falls out
                     self.backlog_dropped += 1
                 self._backlog.append(payload)
                 return
-            info = self._client.publish(self.topics["classification"], payload, self._config.qos, self._config.retain)
+            info = self._send(payload)
         if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
             raise ConnectionError(f"mqtt publish failed: {mqtt.error_string(info.rc)}")
+
+    def _send(self, payload: str) -> mqtt.MQTTMessageInfo:
+        return self._client.publish(self.topics["classification"], payload, self._config.qos, self._config.retain)
 
     def stats_message(self) -> dict[str, object]:
         return {**self._context.stats(), "mqtt_backlog_dropped": self.backlog_dropped,

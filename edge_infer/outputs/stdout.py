@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import sys
 from typing import TextIO
 
@@ -18,9 +17,8 @@ class StdoutOutput:
         self._stream = stream or sys.stdout
 
     def publish(self, result: Classification) -> None:
-        line = json.dumps(result.to_json_dict(), separators=(",", ":"), ensure_ascii=False)
         try:
-            self._stream.write(line + "\n")
+            self._stream.write(result.to_json() + "\n")
             self._stream.flush()  # a reader on a pipe sees each result when it happens
         except BrokenPipeError as exc:
             raise OutputClosed("stdout was closed by its reader") from exc
