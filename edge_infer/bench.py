@@ -83,10 +83,13 @@ def tasks(plan: BenchPlan) -> list[dict[str, Any]]:
     return out
 
 
-def run_worker(task: dict[str, Any]) -> dict[str, Any]:
-    done = subprocess.run([sys.executable, "-m", "edge_infer.benchmark", json.dumps(task)], capture_output=True,
-                          text=True, timeout=WORKER_TIMEOUT_S, stdin=subprocess.DEVNULL)
+def run_worker(task: dict[str, Any], timeout: float = WORKER_TIMEOUT_S) -> dict[str, Any]:
     name = Path(task["model"]).name.removesuffix(".tflite")
+    try:
+        done = subprocess.run([sys.executable, "-m", "edge_infer.benchmark", json.dumps(task)], capture_output=True,
+                              text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:  # a hung runtime or camera must not stop the other models
+        return {"model": name, "error": f"the benchmark process did not finish within {timeout:g} s"}
     try:
         return json.loads(done.stdout.strip().splitlines()[-1])
     except (IndexError, json.JSONDecodeError):

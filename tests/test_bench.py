@@ -129,3 +129,13 @@ def test_rows_group_smallest_alpha_first():
                 "cpu_percent": 1, "peak_rss_mb": 1, "size_mb": 1, "macs_m": 1, "params_m": 1, "published_top1": 1}
                for m, a in (("b", 1.0), ("a", 0.25), ("c", None))]
     assert [group for group, _ in by_alpha(results)] == ["alpha 0.25", "alpha 1.0", "other models"]
+
+
+def test_a_worker_that_does_not_finish_is_reported(models: Path):
+    from edge_infer.bench import run_worker
+
+    task = {"model": str(models / "mobilenet_v1_0.25_128_quant.tflite"), "threads": 1, "delegate": "cpu",
+            "reference": False, "warmup": 1, "runs": 10**9, "frames": 5, "seconds": 0, "source": None}
+    result = run_worker(task, timeout=2)
+    assert result == {"model": "mobilenet_v1_0.25_128_quant",
+                      "error": "the benchmark process did not finish within 2 s"}
