@@ -1,4 +1,8 @@
-"""The configuration: every key, its default and its bounds. config.yaml documents the same keys."""
+"""The whole configuration, read from YAML: one section per stage, each section's class beside its stage.
+
+Only the run assembly (run.py) and the CLI import this module; the stages get their own section.
+config.yaml documents the same keys.
+"""
 
 from __future__ import annotations
 
@@ -11,48 +15,15 @@ import yaml
 
 from .errors import ConfigError
 from .outputs.mqtt import MqttConfig
+from .pipeline.classifier import ModelConfig
+from .pipeline.loop import RunConfig
+from .pipeline.postprocess import PostprocessConfig
+from .pipeline.preprocess import PreprocessConfig
 from .schema import Origin, Path, build
-from .sources import SourceSpec, build_source_spec
 from .sources.auto import AutoConfig
+from .sources.registry import SourceSpec, build_source_spec
 
 CONFIG_SEARCH = ("config.yaml", "/etc/edge-infer/config.yaml")
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    path: str = "mobilenet_v2_1.0_224_quant"  # a .tflite path, or a name looked up in the model directories
-    models_dir: str | None = None
-    labels: str | None = None  # labels file; default: the labels inside the model's metadata
-    num_threads: int | None = field(default=None, metadata={"min": 1})  # None: every usable core
-    delegate: Literal["cpu", "edgetpu"] = "cpu"
-    edgetpu_device: str = field(default="", metadata={"pattern": r"((usb|pci)(:\d+)?)?",
-                                                      "pattern_help": "empty, usb, usb:N, pci or pci:N"})
-    fallback_model: str | None = None  # CPU model to run when the Edge TPU cannot be used
-
-
-@dataclass(frozen=True)
-class PreprocessConfig:
-    crop: Literal["center", "stretch", "letterbox"] = "center"
-    interpolation: Literal["box_linear", "area", "linear", "nearest", "cubic"] = "box_linear"
-    # real input = (pixel - mean) / std. null: what the model's metadata says (models built by
-    # `edge-infer models build`), else 127.5 / 127.5: MobileNets are trained on [-1, 1].
-    mean: float | None = None
-    std: float | None = field(default=None, metadata={"min": 1e-6})
-
-
-@dataclass(frozen=True)
-class PostprocessConfig:
-    top_k: int = field(default=5, metadata={"min": 1})
-    threshold: float = field(default=0.0, metadata={"min": 0.0, "max": 1.0})
-    smoothing: int = field(default=1, metadata={"min": 1, "max": 1000})  # frames averaged; 1 = off
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    # newest: drop frames inference had no time for (live video); all: every frame (files).
-    # auto: newest for cameras and streams, all for image and video files.
-    frames: Literal["auto", "newest", "all"] = "auto"
-    max_frames: int = field(default=0, metadata={"min": 0})  # 0: until the source ends or a signal
 
 
 @dataclass(frozen=True)

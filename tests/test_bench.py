@@ -9,8 +9,19 @@ from pathlib import Path
 
 import pytest
 
-from edge_infer.bench import by_alpha, format_table, warnings_for
-from edge_infer.benchmark import latency
+from edge_infer.bench.plan import Task
+from edge_infer.bench.report import by_alpha, format_table, warnings_for
+from edge_infer.bench.results import (
+    Conditions,
+    Failure,
+    Latency,
+    Measurement,
+    PipelineLatency,
+    Report,
+    Settings,
+    latency,
+    result_from_json_dict,
+)
 
 LATENCY_FIELDS = {"mean_ms", "std_ms", "p50_ms", "p90_ms", "p99_ms", "fps"}
 
@@ -75,8 +86,13 @@ def test_conditions_are_recorded(report):
     assert {"governor", "temperature_c", "temperature_after_c", "throttled", "throttled_after"} <= set(conditions)
 
 
+def typed(report: dict) -> Report:
+    return Report(Conditions(**report["conditions"]), Settings(**report["settings"]),
+                  [result_from_json_dict(r) for r in report["results"]])
+
+
 def test_table_groups_by_alpha(report):
-    text = format_table(report)
+    text = format_table(typed(report))
     assert text.index("== alpha 0.25 ==") < text.index("== alpha 0.75 ==") < text.index("== other models ==")
     assert "skipped:" in text
 
@@ -115,27 +131,29 @@ def test_latency_statistics():
     assert stats.p90_ms > stats.p50_ms and stats.p99_ms <= 100.0
 
 
+def conditions(governor: str | None, throttled_after: dict[str, bool] | None) -> Conditions:
+    return Conditions("board", "aarch64", 4, governor, "3.11", "1.24", "4.11", 50.0, None, "ai_edge_litert", 60.0,
+                      throttled_after)
+
+
 def test_warnings_for_governor_and_throttling():
-    report = {"conditions": {"governor": "ondemand", "throttled_after": {"throttled": True, "under_voltage": False}}}
-    found = warnings_for(report)
+    found = warnings_for(conditions("ondemand", {"throttled": True, "under_voltage": False}))
     assert any("governor is 'ondemand'" in w for w in found) and any("throttled during the run" in w for w in found)
-    assert warnings_for({"conditions": {"governor": "performance", "throttled_after": None}}) == []
+    assert warnings_for(conditions("performance", None)) == []
 
 
 def test_rows_group_smallest_alpha_first():
-    results = [{"model": m, "alpha": a, "resolution": 224, "threads": 1, "delegate": "cpu",
-                "invoke": {"p50_ms": 1, "fps": 1}, "reference": None, "reference_ratio": None,
-                "pipeline": {"fps": 1}, "pipeline_ratio": 1, "overhead_ms": 0,
-                "cpu_percent": 1, "peak_rss_mb": 1, "size_mb": 1, "macs_m": 1, "params_m": 1, "published_top1": 1}
+    one_ms = Latency(1, 0, 1, 1, 1, 1000)
+    results = [Measurement(m, m, 1, "cpu", "ai_edge_litert", "224x224 uint8", one_ms, None, None,
+                           PipelineLatency(1, 0, 1, 1, 1, 1000, 10, 0), 1, 0, 1, 1, 1, 1, 1, "mobilenet_v1", a, 224, 1)
                for m, a in (("b", 1.0), ("a", 0.25), ("c", None))]
     assert [group for group, _ in by_alpha(results)] == ["alpha 0.25", "alpha 1.0", "other models"]
 
 
 def test_a_worker_that_does_not_finish_is_reported(models: Path):
-    from edge_infer.bench import run_worker
+    from edge_infer.bench.runner import run_worker
 
-    task = {"model": str(models / "mobilenet_v1_0.25_128_quant.tflite"), "threads": 1, "delegate": "cpu",
-            "reference": False, "warmup": 1, "runs": 10**9, "frames": 5, "seconds": 0, "source": None}
+    task = Task(str(models / "mobilenet_v1_0.25_128_quant.tflite"), threads=1, delegate="cpu", reference=False,
+                warmup=1, runs=10**9, frames=5, seconds=0, source=None)
     result = run_worker(task, timeout=2)
-    assert result == {"model": "mobilenet_v1_0.25_128_quant",
-                      "error": "the benchmark process did not finish within 2 s"}
+    assert result == Failure("mobilenet_v1_0.25_128_quant", "the benchmark process did not finish within 2 s")

@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from edge_infer.board import cpu_temperature_c, decode_throttled, throttled_flags
+from edge_infer.service.board import cpu_temperature_c, decode_throttled, throttled_flags
 
 
 def test_decode_throttled_now_and_since_boot():

@@ -14,8 +14,8 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_infer.model import TensorSpec
-from edge_infer.preprocess import Preprocessor
+from edge_infer.models.tensors import TensorSpec
+from edge_infer.pipeline.preprocess import Preprocessor
 
 try:
     import tensorflow  # noqa: F401
@@ -26,7 +26,7 @@ except ImportError:
 
 from ai_edge_litert.interpreter import Interpreter  # noqa: E402
 
-from edge_infer.build import BuildRequest, build  # noqa: E402
+from edge_infer.models.build import BuildRequest, build  # noqa: E402
 
 GOLDEN = {"parrot.jpg": "macaw", "bird.bmp": "chickadee", "sunflower.bmp": "daisy"}
 

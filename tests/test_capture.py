@@ -7,10 +7,10 @@ import time
 import numpy as np
 import pytest
 
-from edge_infer.capture import FrameHandoff
 from edge_infer.errors import SourceError
-from edge_infer.outputs import OutputClosed
-from edge_infer.pipeline import run_pipeline
+from edge_infer.outputs.base import OutputClosed
+from edge_infer.pipeline.capture import FrameHandoff
+from edge_infer.pipeline.loop import run_pipeline
 from edge_infer.values import Class, Classification, Frame, Timing
 
 PIXELS = np.zeros((4, 4, 3), np.uint8)
@@ -114,7 +114,7 @@ def test_every_frame_before_a_source_failure_is_published_then_the_error_is_rais
     with pytest.raises(SourceError, match="stopped delivering"):
         run_pipeline(source, fake_classify(), [output], threading.Event(), every_frame=True)
     assert [r.frame for r in output.results] == [1, 2, 3, 4, 5]
-    assert source.closed
+    assert not source.closed  # the caller's source: the run assembly closes what it opened (test_run.py)
 
 
 def test_an_unexpected_source_exception_becomes_a_source_error():

@@ -7,11 +7,12 @@ from pathlib import Path
 import cv2
 import pytest
 
-from edge_infer.classifier import load_classifier
-from edge_infer.config import ModelConfig, PostprocessConfig, PreprocessConfig
 from edge_infer.errors import RuntimeUnavailableError
-from edge_infer.pipeline import FrameClassifier
-from edge_infer.runtime import load_runtime
+from edge_infer.models.runtime import load_runtime
+from edge_infer.pipeline.classifier import ModelConfig, load_classifier
+from edge_infer.pipeline.postprocess import PostprocessConfig
+from edge_infer.pipeline.preprocess import PreprocessConfig
+from edge_infer.pipeline.stages import FrameClassifier
 from edge_infer.values import Frame
 
 
@@ -30,10 +31,11 @@ def counting_runtime():
 def test_one_interpreter_serves_every_frame(models: Path, images: Path):
     runtime, created = counting_runtime()
     classifier = load_classifier(ModelConfig(path=str(models / "mobilenet_v1_0.5_160_quant.tflite")), runtime)
-    classify = FrameClassifier(classifier, PreprocessConfig(), PostprocessConfig(top_k=1))
+    stages = FrameClassifier(classifier, PreprocessConfig(), PostprocessConfig(top_k=1))
     labels = []
     for seq, name in enumerate(["parrot.jpg", "bird.bmp", "parrot.jpg", "sunflower.bmp"], start=1):
-        labels.append(classify(Frame(seq, cv2.imread(str(images / name)), 0.0)).top[0].label)
+        prepared = stages.prepare(Frame(seq, cv2.imread(str(images / name)), 0.0))
+        labels.append(stages.classify(prepared).top[0].label)
     assert labels == ["macaw", "chickadee", "macaw", "daisy"]
     assert len(created) == 1
 

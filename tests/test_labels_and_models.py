@@ -3,8 +3,8 @@ from pathlib import Path
 import pytest
 
 from edge_infer.errors import ModelError
-from edge_infer.labels import align_labels, metadata_labels, parse_labels
-from edge_infer.model import read_model, resolve_model
+from edge_infer.models.files import read_model, resolve_model
+from edge_infer.models.metadata import align_labels, metadata_labels, parse_labels
 
 CLASSIFIERS = ["mobilenet_v1_0.25_128_quant", "mobilenet_v1_0.5_160_quant", "mobilenet_v1_0.75_192_quant",
                "mobilenet_v2_1.0_224_quant", "tf2_mobilenet_v2_1.0_224_ptq"]

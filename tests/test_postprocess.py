@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from edge_infer.postprocess import ScoreSmoother, dequantize, ranked_classes, top_k
+from edge_infer.pipeline.postprocess import ScoreSmoother, dequantize, ranked_classes, top_k
 
 
 def test_dequantize_uint8_softmax():

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from edge_infer.model import TensorSpec
-from edge_infer.preprocess import Preprocessor, Window, halvings, pixel_to_input, plan_resize
+from edge_infer.models.tensors import TensorSpec
+from edge_infer.pipeline.preprocess import Preprocessor, Window, halvings, pixel_to_input, plan_resize
 
 
 def spec(dtype, scale=0.0, zero_point=0, size=8) -> TensorSpec:

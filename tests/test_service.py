@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO, need
 
-from edge_infer.systemd import SystemdNotifier
+from edge_infer.service.systemd import SystemdNotifier
 from edge_infer.values import Class, Classification, Timing
 
 UNIT = REPO / "systemd" / "edge-infer.service"

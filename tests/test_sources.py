@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 
 from edge_infer.errors import ConfigError, SourceError
-from edge_infer.sources import source_from_argument
 from edge_infer.sources.auto import v4l2_devices
 from edge_infer.sources.images import ImagesConfig, ImagesSource
 from edge_infer.sources.opencv import OpenCVConfig, OpenCVSource
+from edge_infer.sources.registry import source_from_argument
 
 
 def test_source_argument_is_told_apart_by_what_it_is(tmp_path: Path):

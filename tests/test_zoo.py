@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from edge_infer.errors import ModelError
-from edge_infer.pull import pull, sha256_of
-from edge_infer.zoo import alpha_text, build_manifest, find_entry
+from edge_infer.models.pull import pull, sha256_of
+from edge_infer.models.zoo import alpha_text, build_manifest, find_entry
 
 MANIFEST = build_manifest()
 

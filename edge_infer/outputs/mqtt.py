@@ -18,9 +18,10 @@ import ssl
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import paho.mqtt.client as mqtt
 
@@ -28,6 +29,9 @@ from .. import __version__
 from ..errors import ConfigError
 from ..values import Classification
 from .base import OutputContext
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +76,7 @@ def topic_safe(name: str) -> str:
 class PublishPolicy:
     """Decides which results go to the broker, so a 30 fps camera does not flood it."""
 
-    def __init__(self, mode: str, max_per_second: float, clock: Any = time.monotonic) -> None:
+    def __init__(self, mode: str, max_per_second: float, clock: Callable[[], float] = time.monotonic) -> None:
         self._mode = mode
         self._min_gap = 1.0 / max_per_second if max_per_second > 0 and mode != "all" else 0.0
         self._clock = clock
@@ -258,5 +262,5 @@ class MqttOutput:
         self._client.loop_stop()
 
 
-def open_mqtt(config: Any, context: OutputContext) -> MqttOutput:
+def open_mqtt(config: Config, context: OutputContext) -> MqttOutput:
     return MqttOutput(config.mqtt, context)

@@ -15,6 +15,7 @@ from typing import Any
 import cv2
 
 from ..errors import SourceError
+from ..pipeline.preprocess import center_window
 from ..values import Frame
 from .base import SourceHints
 
@@ -42,13 +43,6 @@ def import_picamera2() -> Any:
     return Picamera2
 
 
-def center_square(sensor_width: int, sensor_height: int, aspect: float) -> tuple[int, int, int, int]:
-    """The largest centred (x, y, w, h) window of the sensor with the model's aspect ratio (w / h)."""
-    width = min(sensor_width, round(sensor_height * aspect))
-    height = min(sensor_height, round(width / aspect))
-    return (sensor_width - width) // 2, (sensor_height - height) // 2, width, height
-
-
 class Picamera2Source:
     live = True
 
@@ -72,7 +66,8 @@ class Picamera2Source:
             if hints.crop == "center":
                 # Crop on the sensor to the model's aspect ratio, so the ISP's scaling does not stretch.
                 _, _, sensor_w, sensor_h = camera.camera_properties["ScalerCropMaximum"]
-                controls["ScalerCrop"] = center_square(sensor_w, sensor_h, hints.width / hints.height)
+                window = center_window(sensor_w, sensor_h, hints.width, hints.height)
+                controls["ScalerCrop"] = (window.x, window.y, window.width, window.height)
             # YUV420 is the lores format every Pi supports (Pi 4's ISP cannot give RGB there).
             video = camera.create_video_configuration(
                 main={"size": (config.width, config.height), "format": "RGB888"},

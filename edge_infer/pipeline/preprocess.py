@@ -7,12 +7,34 @@ written straight into the interpreter's input tensor.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
 
 import cv2
 import numpy as np
 
-from .model import TensorSpec
+from ..models.tensors import TensorSpec
+
+# (mean, std): MobileNets are trained on pixels scaled to [-1, 1], i.e. (pixel - 127.5) / 127.5.
+MOBILENET_NORMALIZATION = (127.5, 127.5)
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    crop: Literal["center", "stretch", "letterbox"] = "center"
+    interpolation: Literal["box_linear", "area", "linear", "nearest", "cubic"] = "box_linear"
+    # real input = (pixel - mean) / std. null: what the model's metadata says (models built by
+    # `edge-infer models build`), else 127.5 / 127.5: MobileNets are trained on [-1, 1].
+    mean: float | None = None
+    std: float | None = field(default=None, metadata={"min": 1e-6})
+
+
+def normalization(config: PreprocessConfig, packed: Mapping[str, object]) -> tuple[float, float]:
+    """(mean, std): the configured values, else the model's own metadata, else MobileNet's [-1, 1]."""
+    mean = config.mean if config.mean is not None else packed.get("mean", MOBILENET_NORMALIZATION[0])
+    std = config.std if config.std is not None else packed.get("std", MOBILENET_NORMALIZATION[1])
+    return float(mean), float(std)  # type: ignore[arg-type]
 
 INTERPOLATION = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR, "nearest": cv2.INTER_NEAREST,
                  "cubic": cv2.INTER_CUBIC, "box_linear": cv2.INTER_LINEAR}
@@ -32,26 +54,29 @@ class ResizePlan:
     target: Window  # where it lands in the model's input (smaller than the input only for letterbox)
 
 
+def center_window(width: int, height: int, aspect_width: int, aspect_height: int) -> Window:
+    """The largest window of a width x height area with the aspect ratio aspect_width : aspect_height,
+    centred: the sides (or the top and bottom) that do not fit are cut evenly."""
+    # Compare aspect ratios without division: width/height vs aspect_width/aspect_height.
+    if width * aspect_height > aspect_width * height:
+        kept = round(height * aspect_width / aspect_height)
+        return Window((width - kept) // 2, 0, kept, height)
+    kept = round(width * aspect_height / aspect_width)
+    return Window(0, (height - kept) // 2, width, kept)
+
+
 def plan_resize(frame_height: int, frame_width: int, input_height: int, input_width: int, crop: str) -> ResizePlan:
     """Which frame pixels go where, for crop = center (fill, cut the sides), stretch, or letterbox (fit, pad)."""
     whole_frame = Window(0, 0, frame_width, frame_height)
     whole_input = Window(0, 0, input_width, input_height)
     if crop == "stretch":
         return ResizePlan(whole_frame, whole_input)
-    # Compare aspect ratios without division: frame_w/frame_h vs input_w/input_h.
-    frame_is_wider = frame_width * input_height > input_width * frame_height
     if crop == "center":
-        if frame_is_wider:
-            width = round(frame_height * input_width / input_height)
-            return ResizePlan(Window((frame_width - width) // 2, 0, width, frame_height), whole_input)
-        height = round(frame_width * input_height / input_width)
-        return ResizePlan(Window(0, (frame_height - height) // 2, frame_width, height), whole_input)
+        return ResizePlan(center_window(frame_width, frame_height, input_width, input_height), whole_input)
     if crop == "letterbox":
-        if frame_is_wider:
-            height = max(1, round(input_width * frame_height / frame_width))
-            return ResizePlan(whole_frame, Window(0, (input_height - height) // 2, input_width, height))
-        width = max(1, round(input_height * frame_width / frame_height))
-        return ResizePlan(whole_frame, Window((input_width - width) // 2, 0, width, input_height))
+        # The whole frame fits inside the input: the input's window with the frame's aspect ratio.
+        fitted = center_window(input_width, input_height, frame_width, frame_height)
+        return ResizePlan(whole_frame, Window(fitted.x, fitted.y, max(1, fitted.width), max(1, fitted.height)))
     raise ValueError(f"unknown crop mode {crop!r}")
 
 
@@ -94,8 +119,8 @@ class Preprocessor:
     """Writes frames into an input tensor of `spec`. Not thread-safe: one per inference loop."""
 
     def __init__(self, spec: TensorSpec, *, crop: str = "center", interpolation: str = "box_linear",
-                 mean: float = 127.5, std: float = 127.5) -> None:
-        _, self.height, self.width, _ = spec.shape
+                 mean: float = MOBILENET_NORMALIZATION[0], std: float = MOBILENET_NORMALIZATION[1]) -> None:
+        self.height, self.width = spec.height, spec.width
         self.crop = crop
         self._interpolation = INTERPOLATION[interpolation]
         self._box_first = interpolation == "box_linear"

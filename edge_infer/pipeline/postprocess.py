@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 
-from .values import Class
+from ..values import Class
+
+
+@dataclass(frozen=True)
+class PostprocessConfig:
+    top_k: int = field(default=5, metadata={"min": 1})
+    threshold: float = field(default=0.0, metadata={"min": 0.0, "max": 1.0})
+    smoothing: int = field(default=1, metadata={"min": 1, "max": 1000})  # frames averaged; 1 = off
 
 
 def dequantize(raw: np.ndarray, scale: float, zero_point: int, out: np.ndarray) -> np.ndarray:

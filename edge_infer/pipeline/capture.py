@@ -6,16 +6,25 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Generic, Protocol, TypeVar
 
-from .errors import EdgeInferError, SourceError
-from .sources.base import Source
-from .values import Frame
+from ..errors import EdgeInferError, SourceError
+from ..sources.base import Source
+from ..values import Frame
 
 log = logging.getLogger(__name__)
 
 
-class FrameHandoff:
+class Releasable(Protocol):
+    """A frame, or a frame already prepared: `release` gives its buffer back to the pool it came from."""
+
+    def release(self) -> None: ...
+
+
+Item = TypeVar("Item", bound=Releasable)
+
+
+class FrameHandoff(Generic[Item]):
     """Holds at most `capacity` frames between the capture thread and the inference loop.
 
     Items are frames or prepared frames: anything with `release()`, called when one is dropped.
@@ -26,7 +35,7 @@ class FrameHandoff:
     """
 
     def __init__(self, capacity: int, drop_oldest: bool, stop: threading.Event) -> None:
-        self._frames: deque[Any] = deque()
+        self._frames: deque[Item] = deque()
         self._capacity = capacity
         self._drop_oldest = drop_oldest
         self._stop = stop
@@ -35,7 +44,7 @@ class FrameHandoff:
         self.error: EdgeInferError | None = None
         self.dropped = 0
 
-    def put(self, frame: Any) -> bool:
+    def put(self, frame: Item) -> bool:
         """Hand over a frame; False when the run stopped before there was room for it."""
         with self._cond:
             while len(self._frames) >= self._capacity:
@@ -57,7 +66,7 @@ class FrameHandoff:
             self.error = error
             self._cond.notify_all()
 
-    def get(self, timeout: float) -> Any:
+    def get(self, timeout: float) -> Item | None:
         """The next frame, or None if none came within `timeout` (check `exhausted`)."""
         with self._cond:
             if not self._frames and not self._finished:
@@ -74,7 +83,7 @@ class FrameHandoff:
             return self._finished and not self._frames
 
 
-def capture_frames(source: Source, prepare: Callable[[Frame], Any], handoff: FrameHandoff,
+def capture_frames(source: Source, prepare: Callable[[Frame], Item], handoff: FrameHandoff[Item],
                    stop: threading.Event) -> None:
     """Body of the capture thread: read and prepare frames until the source ends, fails, or the run stops."""
     error: EdgeInferError | None = None
@@ -96,7 +105,7 @@ def capture_frames(source: Source, prepare: Callable[[Frame], Any], handoff: Fra
         handoff.finish(error)
 
 
-def start_capture(source: Source, prepare: Callable[[Frame], Any], handoff: FrameHandoff,
+def start_capture(source: Source, prepare: Callable[[Frame], Item], handoff: FrameHandoff[Item],
                   stop: threading.Event) -> threading.Thread:
     thread = threading.Thread(target=capture_frames, args=(source, prepare, handoff, stop), name="capture",
                               daemon=True)

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from .runtime import Interpreter
+
 
 @dataclass(frozen=True)
 class GraphCost:
@@ -67,6 +69,6 @@ def graph_cost(ops: list[dict[str, Any]], tensors: list[dict[str, Any]]) -> Grap
     return GraphCost(dict(histogram), macs, params)
 
 
-def interpreter_cost(interpreter: Any) -> GraphCost:
+def interpreter_cost(interpreter: Interpreter) -> GraphCost:
     """The cost of the graph an interpreter holds (the op details are LiteRT's own, underscored API)."""
-    return graph_cost(interpreter._get_ops_details(), interpreter.get_tensor_details())
+    return graph_cost(interpreter._get_ops_details(), interpreter.get_tensor_details())  # type: ignore[attr-defined]

@@ -7,9 +7,12 @@ import importlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from .errors import RuntimeUnavailableError
+import numpy as np
+
+from ..errors import ModelError, RuntimeUnavailableError
+from .files import ModelFile
 
 # Newest first: ai-edge-litert is the maintained successor of tflite-runtime; full TensorFlow works too.
 RUNTIME_MODULES = ("ai_edge_litert.interpreter", "tflite_runtime.interpreter", "tensorflow.lite")
@@ -18,11 +21,29 @@ EDGETPU_INSTALL_HINT = ("install the Edge TPU runtime (package libedgetpu1-std f
                         "and plug in the Coral device")
 
 
+class Interpreter(Protocol):
+    """The part of LiteRT's (and tflite_runtime's) `Interpreter` that edge-infer uses."""
+
+    def allocate_tensors(self) -> None: ...
+
+    def invoke(self) -> None: ...
+
+    def tensor(self, index: int) -> Callable[[], np.ndarray]: ...
+
+    def set_tensor(self, index: int, value: np.ndarray) -> None: ...
+
+    def get_input_details(self) -> list[dict[str, Any]]: ...
+
+    def get_output_details(self) -> list[dict[str, Any]]: ...
+
+    def get_tensor_details(self) -> list[dict[str, Any]]: ...
+
+
 @dataclass(frozen=True)
 class Runtime:
     name: str  # e.g. "ai_edge_litert 2.3.0"
-    interpreter: Callable[..., Any]
-    load_delegate: Callable[..., Any]
+    interpreter: Callable[..., Interpreter]  # Interpreter(model_path= | model_content=, num_threads=, ...)
+    load_delegate: Callable[..., Any]  # load_delegate(library, options) -> an opaque delegate handle
 
 
 def load_runtime(candidates: tuple[str, ...] = RUNTIME_MODULES) -> Runtime:
@@ -73,3 +94,11 @@ def load_edgetpu_delegate(runtime: Runtime, device: str) -> Any:
         raise RuntimeUnavailableError(f"no Edge TPU device{where} could be opened ({reason}): check that the Coral is "
                                       "plugged in (lsusb shows 'Global Unichip' or '18d1:9302') and that the "
                                       "user may access it") from exc
+
+
+def open_interpreter(runtime: Runtime, model: ModelFile, **options: Any) -> Interpreter:
+    """An interpreter for `model`, tensors not yet allocated; a file LiteRT cannot parse is a ModelError."""
+    try:
+        return runtime.interpreter(model_content=model.content, **options)
+    except ValueError as exc:
+        raise ModelError(f"'{model.path}' is not a valid TFLite model: {exc}") from exc

@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import http.client
-import io
-import os
 import shutil
 import sys
 import tarfile
-import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import TextIO
+from typing import BinaryIO, TextIO
 
-from .errors import ModelError
+from ..errors import ModelError
+from .files import replacing
 from .zoo import ModelEntry
 
 CHUNK = 1 << 16
@@ -35,7 +33,7 @@ def is_valid(path: Path, entry: ModelEntry) -> bool:
     return path.is_file() and (entry.sha256 is None or sha256_of(path) == entry.sha256)
 
 
-def download(url: str, out: io.BufferedWriter, progress: Progress | None) -> None:
+def download(url: str, out: BinaryIO, progress: Progress | None) -> None:
     """Stream `url` into `out`; a connection that ends before Content-Length is an error."""
     try:
         with urllib.request.urlopen(url, timeout=30) as response:
@@ -71,10 +69,8 @@ def pull(entry: ModelEntry, models_dir: Path, mirror: str | None = None, progres
     models_dir.mkdir(parents=True, exist_ok=True)
     archive = entry.member is not None and not mirror
     source = f"{mirror.rstrip('/')}/{entry.file_name}" if mirror else entry.url
-    fd, temp_name = tempfile.mkstemp(dir=models_dir, prefix=f".{entry.name}.", suffix=".part")
-    temp = Path(temp_name)
-    try:
-        with os.fdopen(fd, "wb") as out:
+    with replacing(target) as temp:
+        with temp.open("wb") as out:
             if mirror and Path(mirror).is_dir():
                 try:
                     with (Path(mirror) / entry.file_name).open("rb") as f:
@@ -88,11 +84,7 @@ def pull(entry: ModelEntry, models_dir: Path, mirror: str | None = None, progres
         if entry.sha256 is not None and sha256_of(temp) != entry.sha256:
             raise ModelError(f"{entry.file_name} from {source} has the wrong sha256 (expected {entry.sha256}); "
                              "deleted it")
-        temp.chmod(0o644)
-        os.replace(temp, target)
-        return True
-    finally:
-        temp.unlink(missing_ok=True)
+    return True
 
 
 def extract_member(path: Path, entry: ModelEntry) -> None:

@@ -1,4 +1,5 @@
-"""Class labels: read from a model's TFLite metadata or a text file, then lined up with its outputs."""
+"""A model's TFLite metadata (the zip of associated files appended to the flatbuffer) and its class
+labels: read from that metadata or a text file, then lined up with the model's outputs."""
 
 from __future__ import annotations
 
@@ -6,7 +7,11 @@ import io
 import json
 import re
 import zipfile
+from pathlib import Path
 from typing import Any
+
+from ..errors import ModelError
+from .files import ModelFile
 
 NUMBERED_LINE = re.compile(r"^\s*(\d+)[\s:]+(.*\S)\s*$")
 
@@ -70,3 +75,22 @@ def align_labels(labels: list[str], num_classes: int) -> tuple[str, ...] | None:
     if len(labels) + 1 == num_classes:
         return ("background", *labels)
     return None
+
+
+def load_labels(model: ModelFile, labels_file: str | None, num_classes: int) -> tuple[tuple[str, ...], str]:
+    """Labels for each output index and where they came from; a labels file beats the metadata."""
+    if labels_file:
+        try:
+            labels, source = parse_labels(Path(labels_file).expanduser().read_text()), labels_file
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ModelError(f"cannot read labels file '{labels_file}': {exc}") from exc
+    else:
+        found = metadata_labels(model.content)
+        if found is None:
+            raise ModelError(f"'{model.path}' carries no labels in its metadata: set model.labels "
+                             "(or --labels) to a labels file")
+        labels, source = found, "model metadata"
+    aligned = align_labels(labels, num_classes)
+    if aligned is None:
+        raise ModelError(f"{len(labels)} labels from {source} do not fit the {num_classes} outputs of '{model.path}'")
+    return aligned, source

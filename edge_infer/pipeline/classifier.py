@@ -4,22 +4,34 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import numpy as np
 
-from .config import ModelConfig
-from .errors import ModelError, RuntimeUnavailableError
-from .graph import GraphCost, interpreter_cost
-from .labels import packed_info
-from .model import ModelFile, TensorSpec, classifier_tensors, load_labels, read_model, resolve_model
+from ..errors import ModelError, RuntimeUnavailableError
+from ..models.files import ModelFile, read_model, resolve_model
+from ..models.graph import GraphCost, interpreter_cost
+from ..models.metadata import load_labels, packed_info
+from ..models.runtime import Interpreter, Runtime, load_edgetpu_delegate, load_runtime, open_interpreter, usable_cores
+from ..models.tensors import TensorSpec, classifier_tensors
 from .postprocess import dequantize
-from .runtime import Runtime, load_edgetpu_delegate, load_runtime, usable_cores
 
 log = logging.getLogger(__name__)
 
 CUSTOM_OP = re.compile(r"unresolved custom op: ([\w-]+)")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    path: str = "mobilenet_v2_1.0_224_quant"  # a .tflite path, or a name looked up in the model directories
+    models_dir: str | None = None
+    labels: str | None = None  # labels file; default: the labels inside the model's metadata
+    num_threads: int | None = field(default=None, metadata={"min": 1})  # None: every usable core
+    delegate: Literal["cpu", "edgetpu"] = "cpu"
+    edgetpu_device: str = field(default="", metadata={"pattern": r"((usb|pci)(:\d+)?)?",
+                                                      "pattern_help": "empty, usb, usb:N, pci or pci:N"})
+    fallback_model: str | None = None  # CPU model to run when the Edge TPU cannot be used
 
 
 @dataclass(frozen=True)
@@ -39,7 +51,7 @@ class LoadedModel:
 
 
 class Classifier:
-    def __init__(self, interpreter: Any, info: LoadedModel) -> None:
+    def __init__(self, interpreter: Interpreter, info: LoadedModel) -> None:
         self.info = info
         self._interpreter = interpreter
         # interpreter.tensor() returns a function giving a view into the interpreter's own buffer;
@@ -93,20 +105,12 @@ def load_classifier(config: ModelConfig, runtime: Runtime | None = None) -> Clas
     info = LoadedModel(model.name, str(model.path), backend, runtime.name, threads, image, scores, labels,
                        labels_source, packed_info(model.content))
     log.info("model %s: input %dx%d %s, %d classes (labels from %s); %s, %d threads, backend %s",
-             info.name, image.shape[2], image.shape[1], image.dtype.__name__, scores.shape[1], labels_source,
+             info.name, image.width, image.height, image.dtype.__name__, scores.shape[1], labels_source,
              runtime.name, threads, backend if backend == "edgetpu" else "cpu (XNNPACK)")
     return Classifier(interpreter, info)
 
 
-def open_interpreter(runtime: Runtime, model: ModelFile, **options: Any) -> Any:
-    """An interpreter for `model`, tensors not yet allocated; a file LiteRT cannot parse is a ModelError."""
-    try:
-        return runtime.interpreter(model_content=model.content, **options)
-    except ValueError as exc:
-        raise ModelError(f"'{model.path}' is not a valid TFLite model: {exc}") from exc
-
-
-def create_interpreter(runtime: Runtime, model: ModelFile, threads: int, delegates: list[Any]) -> Any:
+def create_interpreter(runtime: Runtime, model: ModelFile, threads: int, delegates: list[Any]) -> Interpreter:
     interpreter = open_interpreter(runtime, model, num_threads=threads, experimental_delegates=delegates or None)
     try:
         interpreter.allocate_tensors()

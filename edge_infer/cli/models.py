@@ -1,4 +1,4 @@
-"""`edge-infer models ...` and `edge-infer bench`: the model zoo and the benchmark on the command line."""
+"""`edge-infer models ...`: list, pull, inspect and build models on the command line."""
 
 from __future__ import annotations
 
@@ -7,21 +7,16 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
 
-from .bench import BenchPlan, default_threads, find_models, plot, run_bench, warnings_for, write_report
-from .classifier import open_interpreter
-from .errors import EXIT_OK, ConfigError, ModelError
-from .graph import interpreter_cost
-from .labels import metadata_labels
-from .model import DEFAULT_MODEL_DIRS, model_dirs, read_model, resolve_model, tensor_spec
-from .pull import progress_bar, pull
-from .runtime import load_runtime
-from .sources import source_from_argument
-from .zoo import build_manifest, close_matches, find_entry
+from ..errors import EXIT_OK, ConfigError, ModelError
+from ..models.files import model_dirs, pull_dir, resolve_model
+from ..models.inspect import inspect_model
+from ..models.pull import progress_bar, pull
+from ..models.zoo import build_manifest, close_matches, find_entry
+from .arguments import numbers
 
 
-def add_commands(commands: Any) -> None:
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     models = commands.add_parser("models", help="list, download and inspect models")
     verbs = models.add_subparsers(dest="verb", required=True, metavar="VERB")
     listing = verbs.add_parser("list", help="the known models, with published accuracy and cost")
@@ -60,35 +55,6 @@ def add_commands(commands: Any) -> None:
     builder.add_argument("--edgetpu", action="store_true", help="then compile with edgetpu_compiler (if installed)")
     builder.set_defaults(handler=command_build)
 
-    bench = commands.add_parser("bench", help="measure FPS and latency per model, thread count and delegate")
-    bench.add_argument("models", nargs="*", metavar="MODEL", help="names, paths or directories (default: every "
-                       "mobilenet*.tflite in the model directories)")
-    bench.add_argument("--models-dir")
-    bench.add_argument("--threads", help="comma-separated thread counts (default: 1 and all cores)")
-    bench.add_argument("--runs", type=int, help="timed invokes per configuration (default 200; --quick 40)")
-    bench.add_argument("--warmup", type=int, help="untimed invokes and frames first (default 20; --quick 5)")
-    bench.add_argument("--frames", type=int, help="frames through the pipeline (default 300; --quick 60)")
-    bench.add_argument("--seconds", type=float, help="each measurement lasts at least this long (default 2; "
-                       "--quick 0.5)")
-    bench.add_argument("--source", help="measure the pipeline on this source (camera, video) instead of a "
-                       "synthetic 640x480 frame")
-    bench.add_argument("--reference", action="store_true", help="also time a bare LiteRT invoke() loop")
-    bench.add_argument("--quick", action="store_true", help="fewer runs, all cores only: under a minute")
-    output = bench.add_mutually_exclusive_group()
-    output.add_argument("--json", action="store_const", const="json", dest="format")
-    output.add_argument("--csv", action="store_const", const="csv", dest="format")
-    output.add_argument("--markdown", action="store_const", const="markdown", dest="format")
-    bench.add_argument("--plot", metavar="FILE.png", help="plot FPS per alpha and top-1 vs latency (matplotlib)")
-    bench.set_defaults(handler=command_bench, format="table")
-
-
-def pull_dir(explicit: str | None) -> Path:
-    if explicit:
-        return Path(explicit).expanduser()
-    if os.environ.get("EDGE_INFER_MODELS"):
-        return Path(os.environ["EDGE_INFER_MODELS"])
-    user_dir, system_dir = DEFAULT_MODEL_DIRS
-    return Path(system_dir if os.geteuid() == 0 else user_dir).expanduser()
 
 
 def present(name: str) -> bool:
@@ -131,29 +97,6 @@ def command_pull(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def inspect_model(path: Path) -> dict[str, Any]:
-    model = read_model(path)
-    interpreter = open_interpreter(load_runtime(), model)
-    cost = interpreter_cost(interpreter)
-
-    def tensor(detail: dict[str, Any]) -> dict[str, Any]:
-        spec = tensor_spec(detail)
-        return {"name": detail["name"], "shape": list(spec.shape), "dtype": spec.dtype.__name__,
-                "scale": spec.scale, "zero_point": spec.zero_point}
-
-    labels = metadata_labels(model.content)
-    entry = find_entry(build_manifest(), model.name)
-    return {
-        "model": model.name, "path": str(path), "size_mb": round(len(model.content) / 1e6, 3),
-        "inputs": [tensor(d) for d in interpreter.get_input_details()],
-        "outputs": [tensor(d) for d in interpreter.get_output_details()],
-        "ops": cost.ops, "needs_edgetpu": model.needs_edgetpu,
-        "labels": f"model metadata ({len(labels)} labels)" if labels else "none in the model (use --labels)",
-        "macs_m": cost.macs_m, "params_m": cost.params_m,
-        "published": {"top1": entry.top1, "macs_m": entry.macs_m, "params_m": entry.params_m} if entry else None,
-    }
-
-
 def command_inspect(args: argparse.Namespace) -> int:
     try:
         path = resolve_model(args.model, args.models_dir)
@@ -161,10 +104,11 @@ def command_inspect(args: argparse.Namespace) -> int:
         if find_entry(build_manifest(), args.model) is None and os.sep not in args.model:
             raise unknown_model(args.model) from None
         raise
-    info = inspect_model(path)
+    report = inspect_model(path)
     if args.json:
-        print(json.dumps(info, indent=2))
+        print(json.dumps(report.to_json_dict(), indent=2))
         return EXIT_OK
+    info = report.to_json_dict()
     print(f"{info['model']}  ({info['path']}, {info['size_mb']} MB)")
     for kind in ("inputs", "outputs"):
         for t in info[kind]:
@@ -183,15 +127,8 @@ def command_inspect(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def numbers(flag: str, text: str, kind: type) -> list[Any]:
-    try:
-        return [kind(part) for part in text.split(",")]
-    except ValueError:
-        raise ConfigError(f"{flag}: '{text}' is not a comma-separated list of numbers") from None
-
-
 def command_build(args: argparse.Namespace) -> int:
-    from .build import BuildRequest, build, compile_for_edgetpu
+    from ..models.build import BuildRequest, build, compile_for_edgetpu
 
     if args.edgetpu and args.quantize not in ("int8", "uint8"):
         raise ConfigError("--edgetpu needs a full-integer model: --quantize uint8 or int8")
@@ -216,35 +153,4 @@ def command_build(args: argparse.Namespace) -> int:
               f"{result.cost.params_m} M parameters", file=sys.stderr)
         if args.edgetpu:
             print(f"{compile_for_edgetpu(result.path)}: compiled for the Edge TPU", file=sys.stderr)
-    return EXIT_OK
-
-
-def parse_threads(text: str | None) -> tuple[int, ...]:
-    if text is None:
-        return default_threads()
-    threads = tuple(numbers("--threads", text, int))
-    if any(t < 1 for t in threads):
-        raise ConfigError(f"--threads: every thread count must be at least 1, got {text}")
-    return threads
-
-
-def command_bench(args: argparse.Namespace) -> int:
-    quick = args.quick
-    threads = parse_threads(args.threads) if args.threads or not quick else default_threads()[-1:]
-    for flag, value in (("--runs", args.runs), ("--warmup", args.warmup), ("--frames", args.frames)):
-        if value is not None and value < (0 if flag == "--warmup" else 1):
-            raise ConfigError(f"{flag}: must be at least {0 if flag == '--warmup' else 1}, got {value}")
-    plan = BenchPlan(
-        models=tuple(find_models(args.models, args.models_dir)), threads=threads,
-        warmup=args.warmup if args.warmup is not None else (5 if quick else 20),
-        runs=args.runs or (40 if quick else 200), frames=args.frames or (60 if quick else 300),
-        seconds=args.seconds if args.seconds is not None else (0.5 if quick else 2.0),
-        reference=args.reference, source=source_from_argument(args.source) if args.source else None)
-    report = run_bench(plan, lambda line: print(line, file=sys.stderr, flush=True))
-    for warning in warnings_for(report):
-        print(f"edge-infer: warning: {warning}", file=sys.stderr)
-    write_report(report, args.format, sys.stdout)
-    if args.plot:
-        plot(report, args.plot)
-        print(f"edge-infer: plot written to {args.plot}", file=sys.stderr)
     return EXIT_OK

@@ -13,7 +13,7 @@ import socket
 import time
 from collections.abc import Callable, Mapping
 
-from .values import Classification
+from ..values import Classification
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,6 @@ import logging
 import os
 import shutil
 import subprocess
-import tempfile
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,13 +24,14 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .errors import ConfigError, RuntimeUnavailableError
+from ..errors import ConfigError, RuntimeUnavailableError
+from ..pipeline.preprocess import MOBILENET_NORMALIZATION, Preprocessor
+from ..sources.images import IMAGE_SUFFIXES
+from .files import replacing
 from .graph import GraphCost, interpreter_cost
-from .labels import METADATA_FILE, align_labels, parse_labels
-from .model import TensorSpec
-from .preprocess import Preprocessor
+from .metadata import METADATA_FILE, align_labels, parse_labels
 from .runtime import load_runtime
-from .sources.images import IMAGE_SUFFIXES
+from .tensors import TensorSpec
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,6 @@ SUPPORTED = {
     "mobilenet_v2": ((0.35, 0.5, 0.75, 1.0, 1.3, 1.4), (96, 128, 160, 192, 224)),
 }
 QUANTIZATIONS = ("int8", "uint8", "float16", "float32")
-MEAN = STD = 127.5  # keras.applications.mobilenet.preprocess_input: x / 127.5 - 1
 CALIBRATION_IMAGES = 200  # the converter's advice is a few hundred
 
 
@@ -140,7 +139,7 @@ def keras_model(request: BuildRequest) -> Any:
 
 def representative_data(files: list[Path], height: int, width: int) -> Iterator[list[np.ndarray]]:
     """Calibration batches, preprocessed exactly as the runtime does it for a float input."""
-    preprocess = Preprocessor(TensorSpec(0, (1, height, width, 3), np.float32, 0.0, 0), mean=MEAN, std=STD)
+    preprocess = Preprocessor(TensorSpec(0, (1, height, width, 3), np.float32, 0.0, 0))
     for path in files:
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if image is None:
@@ -196,17 +195,6 @@ def with_metadata(model: bytes, labels: list[str], info: dict[str, Any]) -> byte
     return model + archive.getvalue()
 
 
-def write_atomically(path: Path, content: bytes) -> None:
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(content)
-        os.chmod(temp, 0o644)
-        os.replace(temp, path)
-    finally:
-        Path(temp).unlink(missing_ok=True)
-
-
 def cost_of(content: bytes) -> GraphCost:
     return interpreter_cost(load_runtime().interpreter(model_content=content))
 
@@ -217,10 +205,13 @@ def build(request: BuildRequest) -> BuildResult:
     _, height, width, _ = model.input_shape
     classes = int(model.output_shape[-1])
     content = convert(model, request)
+    # keras.applications.mobilenet.preprocess_input is x / 127.5 - 1: MobileNet's own normalization.
+    mean, std = MOBILENET_NORMALIZATION
     info = {"arch": request.arch, "alpha": request.alpha, "resolution": int(height), "classes": classes,
-            "quantize": request.quantize, "weights": Path(request.weights).name, "mean": MEAN, "std": STD}
+            "quantize": request.quantize, "weights": Path(request.weights).name, "mean": mean, "std": std}
     content = with_metadata(content, label_list(request, classes), info)
-    write_atomically(output, content)
+    with replacing(output) as temp:
+        temp.write_bytes(content)
     return BuildResult(output, cost_of(content), len(content))
 
 

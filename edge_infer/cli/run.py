@@ -1,0 +1,97 @@
+"""`edge-infer run`: flags onto the configuration, signals onto the stop event, the run's end onto an exit status."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from types import FrameType
+from typing import Any
+
+from .. import __version__
+from ..config import find_config_file, load_config
+from ..errors import EXIT_OK, EXIT_SOURCE
+from ..run import open_run
+from ..schema import Path
+from ..sources.registry import source_from_argument
+
+log = logging.getLogger("edge_infer")
+
+# flag dest -> (config key path, flag as the user typed it)
+RUN_OVERRIDES: dict[str, tuple[Path, str]] = {
+    "model": (("model", "path"), "--model"),
+    "labels": (("model", "labels"), "--labels"),
+    "threads": (("model", "num_threads"), "--threads"),
+    "delegate": (("model", "delegate"), "--delegate"),
+    "crop": (("preprocess", "crop"), "--crop"),
+    "top_k": (("postprocess", "top_k"), "--top-k"),
+    "threshold": (("postprocess", "threshold"), "--threshold"),
+    "smoothing": (("postprocess", "smoothing"), "--smoothing"),
+    "frames": (("run", "frames"), "--frames"),
+    "max_frames": (("run", "max_frames"), "--max-frames"),
+    "log_level": (("log_level",), "--log-level"),
+}
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    run = commands.add_parser("run", help="classify frames from a camera, video or images; JSON lines on stdout",
+                              description="Classify frames; one JSON object per line on stdout, logs on stderr. "
+                              "Exit status: 0 done, 2 configuration, 3 model, 4 source, 5 runtime/accelerator.")
+    run.add_argument("--config", help="YAML config (default: $EDGE_INFER_CONFIG, ./config.yaml, "
+                     "/etc/edge-infer/config.yaml, else built-in defaults)")
+    run.add_argument("--check-config", action="store_true", help="validate the configuration and exit")
+    run.add_argument("--source", help="auto, picamera2, a camera index or /dev/videoN, a URL, or an image, "
+                     "directory, glob or video file")
+    run.add_argument("--model", help="a .tflite path or a model name in the model directories")
+    run.add_argument("--labels", help="labels file (default: labels in the model's metadata)")
+    run.add_argument("--threads", type=int, help="interpreter threads (default: all usable cores)")
+    run.add_argument("--delegate", help="cpu or edgetpu")
+    run.add_argument("--crop", help="center, stretch or letterbox")
+    run.add_argument("--top-k", type=int, help="classes per result")
+    run.add_argument("--threshold", type=float, help="drop classes scoring below this (0..1)")
+    run.add_argument("--smoothing", type=int, help="average scores over this many frames")
+    run.add_argument("--frames", help="newest (drop stale frames), all (every frame), or auto")
+    run.add_argument("--max-frames", type=int, help="stop after this many frames (0: no limit)")
+    run.add_argument("--log-level", help="debug, info, warning or error")
+    run.set_defaults(handler=command_run)
+
+
+def run_overrides(args: argparse.Namespace) -> dict[Path, tuple[Any, str]]:
+    overrides = {path: (getattr(args, dest), flag) for dest, (path, flag) in RUN_OVERRIDES.items()
+                 if getattr(args, dest) is not None}
+    if args.source is not None:
+        overrides[("source",)] = (source_from_argument(args.source), "--source")
+    return overrides
+
+
+def stop_on_signals(stop: threading.Event) -> None:
+    """SIGINT/SIGTERM finish the current frame and stop; a second one kills the process the usual way."""
+
+    def handle(signum: int, _frame: FrameType | None) -> None:
+        log.info("%s: stopping after the current frame", signal.Signals(signum).name)
+        stop.set()
+        signal.signal(signum, signal.SIG_DFL)
+
+    signal.signal(signal.SIGINT, handle)
+    signal.signal(signal.SIGTERM, handle)
+
+
+def command_run(args: argparse.Namespace) -> int:
+    config_file = find_config_file(args.config)
+    config = load_config(config_file, run_overrides(args))
+    logging.getLogger().setLevel(config.log_level.upper())
+    if args.check_config:
+        print(f"edge-infer: configuration OK ({config_file or 'built-in defaults'})", file=sys.stderr)
+        return EXIT_OK
+    log.info("edge-infer %s, configuration from %s", __version__, config_file or "built-in defaults")
+    stop = threading.Event()
+    stop_on_signals(stop)
+    with open_run(config, stop=stop) as run:
+        stats = run.execute()
+    log.info("done: %s", stats.summary())
+    if run.source.skipped:
+        log.error("%d frame(s) of %s could not be read", run.source.skipped, run.source.description)
+        return EXIT_SOURCE
+    return EXIT_OK

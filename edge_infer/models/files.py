@@ -1,0 +1,96 @@
+"""Model files: where they live, how a name finds one, reading one, and writing one atomically."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import ModelError
+
+# Per user, then system-wide (where deploy.sh puts the service's models).
+USER_MODEL_DIR = "~/.local/share/edge-infer/models"
+SYSTEM_MODEL_DIR = "/var/lib/edge-infer/models"
+EDGETPU_OP = b"edgetpu-custom-op"
+
+
+def model_dirs(configured: str | None) -> list[Path]:
+    """Where a bare model name is looked up: the config's models_dir, $EDGE_INFER_MODELS, then defaults."""
+    dirs = [configured, os.environ.get("EDGE_INFER_MODELS"), USER_MODEL_DIR, SYSTEM_MODEL_DIR]
+    return [Path(d).expanduser() for d in dirs if d]
+
+
+def pull_dir(explicit: str | None) -> Path:
+    """Where `models pull` puts files: the one given, $EDGE_INFER_MODELS, else the user's or (as root) the system's."""
+    if explicit:
+        return Path(explicit).expanduser()
+    if os.environ.get("EDGE_INFER_MODELS"):
+        return Path(os.environ["EDGE_INFER_MODELS"])
+    return Path(SYSTEM_MODEL_DIR if os.geteuid() == 0 else USER_MODEL_DIR).expanduser()
+
+
+def resolve_model(name: str, models_dir: str | None) -> Path:
+    """A path as given, or a name (with or without .tflite) found in the model directories."""
+    given = Path(name).expanduser()
+    if given.is_file():
+        return given
+    if given.is_absolute() or os.sep in name:
+        raise ModelError(f"model file '{name}' does not exist")
+    searched = model_dirs(models_dir)
+    for directory in searched:
+        for candidate in (directory / name, directory / f"{name}.tflite"):
+            if candidate.is_file():
+                return candidate
+    raise ModelError(f"model '{name}' not found in {', '.join(map(str, searched))}: "
+                     "give a path, or set model.models_dir / EDGE_INFER_MODELS")
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    path: Path
+    content: bytes
+
+    @property
+    def name(self) -> str:
+        return self.path.name.removesuffix(".tflite")
+
+    @property
+    def needs_edgetpu(self) -> bool:
+        """Compiled by edgetpu_compiler: the graph is one custom op only libedgetpu can run."""
+        return EDGETPU_OP in self.content
+
+    @property
+    def cpu_twin(self) -> str:
+        return self.name.replace("_edgetpu", "") + ".tflite"
+
+
+def read_model(path: Path) -> ModelFile:
+    try:
+        content = path.read_bytes()
+    except OSError as exc:
+        raise ModelError(f"cannot read model '{path}': {exc.strerror}") from exc
+    # Every TFLite flatbuffer carries the file identifier "TFL3" at byte offset 4.
+    if content[4:8] != b"TFL3":
+        raise ModelError(f"'{path}' is not a TFLite model (corrupt, truncated, or another format)")
+    return ModelFile(path, content)
+
+
+@contextmanager
+def replacing(path: Path) -> Iterator[Path]:
+    """A temporary file beside `path` that replaces it when the block ends without an error.
+
+    Readers (a service loading the model) see the old file or the complete new one, never a part;
+    an error or a crash inside the block leaves `path` as it was and no temporary file behind.
+    """
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    os.close(fd)
+    temp = Path(name)
+    try:
+        yield temp
+        temp.chmod(0o644)
+        os.replace(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)

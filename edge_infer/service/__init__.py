@@ -1,0 +1,1 @@
+"""Running as a service: the systemd notify protocol and what the board says about its health."""
