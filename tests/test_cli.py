@@ -163,6 +163,68 @@ def test_edgetpu_library_without_a_device(cli, tmp_path: Path, models: Path, ima
     assert "Traceback" not in done.stderr
 
 
+# Stands in for a libedgetpu whose delegate loads: TfLiteDelegate's layout (tensorflow/lite/core/c/common.h:
+# data_, Prepare, three buffer-handle functions, flags, opaque_delegate_builder); Prepare returns PREPARE.
+# With 1 (kTfLiteError) it is a libedgetpu built for another TensorFlow, whose custom op cannot prepare;
+# with 0 it claims no node, as libedgetpu does for a model not compiled for the Edge TPU.
+STUB_EDGETPU_DELEGATE = """
+#include <stdint.h>
+#include <stdlib.h>
+typedef struct Delegate {
+    void *data;
+    int (*prepare)(void *context, struct Delegate *delegate);
+    void *copy_from, *copy_to, *free_handle;
+    int64_t flags;
+    void *opaque_builder;
+} Delegate;
+static int prepare(void *context, Delegate *delegate) { return PREPARE; }
+void *tflite_plugin_create_delegate(char **keys, char **values, unsigned long n, void (*report)(const char *)) {
+    Delegate *delegate = calloc(1, sizeof *delegate);
+    delegate->prepare = prepare;
+    return delegate;
+}
+void tflite_plugin_destroy_delegate(void *delegate) { free(delegate); }
+"""
+
+
+def stub_edgetpu(directory: Path, prepare_status: int) -> dict[str, str]:
+    """Builds a stand-in libedgetpu.so.1 in `directory`; returns the environment that loads it."""
+    source = directory / "delegate.c"
+    source.write_text(STUB_EDGETPU_DELEGATE.replace("PREPARE", str(prepare_status)))
+    subprocess.run([need("gcc"), "-shared", "-fPIC", "-o", str(directory / "libedgetpu.so.1"), str(source)],
+                   check=True)
+    return {"LD_LIBRARY_PATH": str(directory)}
+
+
+def test_a_libedgetpu_that_cannot_prepare_the_model_is_an_accelerator_error(cli, tmp_path, models, images):
+    done = cli("run", "--model", str(models / "mobilenet_v1_0.5_160_quant_edgetpu.tflite"), "--delegate", "edgetpu",
+               "--source", str(images / "parrot.jpg"), env=stub_edgetpu(tmp_path, 1))
+    assert done.status == 5, done.stderr  # not 3: the model is fine, and systemd retries 5
+    [line] = error_lines(done.stderr)
+    assert "the Edge TPU delegate could not prepare" in line and "libedgetpu" in line and "TensorFlow" in line
+    assert "Traceback" not in done.stderr
+
+
+def test_a_libedgetpu_that_cannot_prepare_the_model_falls_back(cli, tmp_path, models, images):
+    config = tmp_path / "tpu.yaml"
+    config.write_text(f"model:\n  path: {models / 'mobilenet_v1_0.5_160_quant_edgetpu.tflite'}\n"
+                      f"  delegate: edgetpu\n  fallback_model: mobilenet_v1_0.5_160_quant\n  models_dir: {models}\n")
+    done = cli("run", "--config", str(config), "--source", str(images / "parrot.jpg"), env=stub_edgetpu(tmp_path, 1))
+    assert done.status == 0, done.stderr
+    [result] = done.results
+    assert result["backend"] == "cpu" and result["model"] == "mobilenet_v1_0.5_160_quant"
+    assert top_label(result) == "macaw"
+
+
+def test_a_cpu_model_with_the_edgetpu_delegate_reports_the_cpu(cli, tmp_path, models, images):
+    done = cli("run", "--model", str(models / "mobilenet_v1_0.5_160_quant.tflite"), "--delegate", "edgetpu",
+               "--source", str(images / "parrot.jpg"), env=stub_edgetpu(tmp_path, 0))
+    assert done.status == 0, done.stderr
+    [result] = done.results
+    assert result["backend"] == "cpu" and top_label(result) == "macaw"
+    assert "not compiled for the Edge TPU: it will run on the CPU" in done.stderr
+
+
 # --- bad input: one line, a defined status, no traceback -----------------------------------------
 
 def assert_one_error(done, status: int, fragment: str) -> None:

@@ -20,6 +20,12 @@ from .postprocess import dequantize
 log = logging.getLogger(__name__)
 
 CUSTOM_OP = re.compile(r"unresolved custom op: ([\w-]+)")
+# libedgetpu must be built against the TensorFlow the runtime comes from (pycoral's README: "version-
+# matching builds ... share the same TENSORFLOW_COMMIT"); Coral's apt libedgetpu1-std 16.0 is built on
+# TensorFlow 2.5 (google-coral/libedgetpu workspace.bzl at "Release Grouper").
+LIBEDGETPU_MISMATCH_HINT = ("the libedgetpu installed is probably built for another TensorFlow than this runtime; "
+                            "install a libedgetpu built for a recent TensorFlow (google-coral/libedgetpu from "
+                            "source, or the feranick/libedgetpu releases)")
 
 
 @dataclass(frozen=True)
@@ -81,25 +87,30 @@ def load_classifier(config: ModelConfig, runtime: Runtime | None = None) -> Clas
     runtime = runtime or load_runtime()
     model = read_model(resolve_model(config.path, config.models_dir))
     threads = config.num_threads or usable_cores()
-    delegates: list[Any] = []
-    backend = "cpu"
     if config.delegate == "edgetpu":
-        if not model.needs_edgetpu:
-            log.warning("model %s is not compiled for the Edge TPU: it will run on the CPU", model.name)
         try:
-            delegates = [load_edgetpu_delegate(runtime, config.edgetpu_device)]
-            backend = "edgetpu"
-        except RuntimeUnavailableError as exc:
+            delegate = load_edgetpu_delegate(runtime, config.edgetpu_device)
+            return classifier_on(runtime, model, config, threads, [delegate])
+        except RuntimeUnavailableError as exc:  # no library, no device, or a library that cannot run the model
             if not config.fallback_model:
                 hint = f", or run the CPU model {model.cpu_twin} with delegate: cpu" if model.needs_edgetpu else ""
                 raise RuntimeUnavailableError(f"{exc}; or set model.fallback_model{hint}") from exc
             log.warning("%s; falling back to %s on the CPU", exc, config.fallback_model)
             model = read_model(resolve_model(config.fallback_model, config.models_dir))
-    if model.needs_edgetpu and backend != "edgetpu":
+    if model.needs_edgetpu:
         raise ModelError(f"'{model.path}' is compiled for the Coral Edge TPU and cannot run on the CPU: set "
                          f"model.delegate: edgetpu (needs libedgetpu1-std and a Coral), or use the CPU model "
                          f"{model.cpu_twin}")
+    return classifier_on(runtime, model, config, threads, [])
+
+
+def classifier_on(runtime: Runtime, model: ModelFile, config: ModelConfig, threads: int,
+                  delegates: list[Any]) -> Classifier:
+    if delegates and not model.needs_edgetpu:
+        log.warning("model %s is not compiled for the Edge TPU: it will run on the CPU", model.name)
     interpreter = create_interpreter(runtime, model, threads, delegates)
+    # Only a model compiled by edgetpu_compiler runs on the Edge TPU; the delegate leaves any other on the CPU.
+    backend = "edgetpu" if delegates and model.needs_edgetpu else "cpu"
     image, scores = classifier_tensors(model, interpreter.get_input_details(), interpreter.get_output_details())
     labels, labels_source = load_labels(model, config.labels, scores.shape[1])
     info = LoadedModel(model.name, str(model.path), backend, runtime.name, threads, image, scores, labels,
@@ -111,13 +122,29 @@ def load_classifier(config: ModelConfig, runtime: Runtime | None = None) -> Clas
 
 
 def create_interpreter(runtime: Runtime, model: ModelFile, threads: int, delegates: list[Any]) -> Interpreter:
-    interpreter = open_interpreter(runtime, model, num_threads=threads, experimental_delegates=delegates or None)
+    """An interpreter with tensors allocated. With a delegate, any failure to prepare is the accelerator's.
+
+    libedgetpu's delegate prepares its custom op at allocate_tensors; a libedgetpu built for another
+    TensorFlow than the runtime's fails there ("Unsupported data type in custom op handler", "Node
+    number N (EdgeTpuDelegateForCustomOp) failed to prepare": google-coral/libedgetpu
+    tflite/custom_op.cc, and the threads google-coral/edgetpu#259 and #435), and a delegate whose
+    Prepare fails makes the runtime restore the CPU plan and raise RuntimeError.
+    """
     try:
+        if delegates:
+            interpreter = runtime.interpreter(model_content=model.content, num_threads=threads,
+                                              experimental_delegates=delegates)
+        else:
+            interpreter = open_interpreter(runtime, model, num_threads=threads)
         interpreter.allocate_tensors()
-    except RuntimeError as exc:
+    except (RuntimeError, ValueError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if delegates:
+            raise RuntimeUnavailableError(f"the Edge TPU delegate could not prepare '{model.path}' ({reason}): "
+                                          f"{LIBEDGETPU_MISMATCH_HINT}") from exc
         op = CUSTOM_OP.search(str(exc))
         if op:
             raise ModelError(f"'{model.path}' uses the custom op '{op.group(1)}', which this runtime does not "
                              "provide") from exc
-        raise ModelError(f"cannot prepare '{model.path}': {str(exc).splitlines()[0]}") from exc
+        raise ModelError(f"cannot prepare '{model.path}': {reason}") from exc
     return interpreter
