@@ -7,7 +7,7 @@ import pytest
 from edge_infer.errors import ConfigError, SourceError
 from edge_infer.sources.auto import v4l2_devices
 from edge_infer.sources.images import ImagesConfig, ImagesSource
-from edge_infer.sources.opencv import OpenCVConfig, OpenCVSource
+from edge_infer.sources.opencv import FFMPEG_OPTIONS, OpenCVConfig, OpenCVSource, ffmpeg_options
 from edge_infer.sources.registry import source_from_argument
 
 
@@ -90,8 +90,20 @@ def test_v4l2_devices_in_number_order_without_codec_nodes(tmp_path: Path):
     dev, sysfs = tmp_path / "dev", tmp_path / "sys"
     dev.mkdir()
     for node, name in (("video10", "bcm2835-codec-decode"), ("video2", "USB Camera"), ("video0", "UVC Camera"),
-                       ("video11", "USB Camera 2")):
+                       ("video11", "USB Camera 2"), ("video12", "unicam-image"), ("video13", "unicam-embedded"),
+                       ("video14", "rp1-cfe")):
         (dev / node).touch()
         (sysfs / node).mkdir(parents=True)
         (sysfs / node / "name").write_text(name + "\n")
     assert v4l2_devices(str(dev), str(sysfs)) == [str(dev / "video0"), str(dev / "video2"), str(dev / "video11")]
+
+
+def test_rtsp_goes_over_tcp_unless_the_user_chose_otherwise():
+    environ: dict[str, str] = {}
+    ffmpeg_options("http://cam.local/stream.mjpg", environ)
+    assert environ == {}
+    ffmpeg_options("rtsp://user:pw@cam.local:554/stream1", environ)
+    assert environ == {FFMPEG_OPTIONS: "rtsp_transport;tcp"}
+    chosen = {FFMPEG_OPTIONS: "rtsp_transport;udp|stimeout;5000000"}
+    ffmpeg_options("rtsp://cam.local/stream1", chosen)
+    assert chosen[FFMPEG_OPTIONS] == "rtsp_transport;udp|stimeout;5000000"

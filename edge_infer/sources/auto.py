@@ -15,8 +15,10 @@ from .picamera2 import Picamera2Config, Picamera2Source
 
 log = logging.getLogger(__name__)
 
-# Video nodes of the Pi's codecs and ISP: not cameras, and slow to probe.
-NOT_CAMERAS = re.compile(r"bcm2835-(codec|isp)|rpivid|pispbe|rp1-cfe|hevc", re.IGNORECASE)
+# Video nodes of the Pi's codecs, ISP and CSI receivers: not cameras to open with V4L2, and slow to probe.
+# unicam-image / unicam-embedded (Pi 4) and rp1-cfe (Pi 5) carry a CSI sensor's raw Bayer data, which
+# libcamera (the picamera2 source) turns into pictures.
+NOT_CAMERAS = re.compile(r"bcm2835-(codec|isp)|rpivid|pispbe|rp1-cfe|unicam|hevc", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,15 @@ def open_auto(config: AutoConfig, hints: SourceHints) -> Source:
         except SourceError as exc:
             tried.append(f"{device} ({exc})")
             continue
+        try:  # a node that opens may still give no pictures (metadata nodes, a camera in use)
+            probe = source.read()
+        except SourceError as exc:
+            probe = None
+            tried.append(f"{device} ({exc})")
+        if probe is None:
+            source.close()
+            continue
+        probe.release()
         log.info("auto source: using %s", device)
         return source
     if not devices:

@@ -7,6 +7,7 @@ import os
 import re
 import sys
 import time
+from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 
 import cv2
@@ -19,6 +20,13 @@ log = logging.getLogger(__name__)
 
 URL_PATTERN = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 DEVICE_PATTERN = re.compile(r"^/dev/video(\d+)$")
+# FFmpeg's RTSP over UDP loses packets on Wi-Fi (grey, smeared frames); TCP is what cameras' apps use.
+# OpenCV passes this variable's "key;value|key;value" options to FFmpeg when it opens a stream.
+FFMPEG_OPTIONS = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
+RTSP_OVER_TCP = "rtsp_transport;tcp"
+# A stream that stops sending makes read() fail after this long instead of blocking (FFmpeg backend).
+STREAM_OPEN_TIMEOUT_MS = 10_000
+STREAM_READ_TIMEOUT_MS = 5_000
 
 
 @dataclass(frozen=True)
@@ -40,6 +48,12 @@ def backend_for(device: int | str) -> int:
     return cv2.CAP_FFMPEG
 
 
+def ffmpeg_options(device: int | str, environ: MutableMapping[str, str]) -> None:
+    """RTSP over TCP unless the user chose FFmpeg's capture options already."""
+    if isinstance(device, str) and device.lower().startswith(("rtsp://", "rtsps://")):
+        environ.setdefault(FFMPEG_OPTIONS, RTSP_OVER_TCP)
+
+
 class OpenCVSource:
     def __init__(self, config: OpenCVConfig) -> None:
         device = config.device
@@ -56,7 +70,12 @@ class OpenCVSource:
             raise SourceError(f"video file '{device}' does not exist")
         if isinstance(device, str) and is_camera(device) and not os.path.exists(device):
             raise SourceError(f"cannot open camera {device}: no such device (is it plugged in? see 'ls /dev/video*')")
-        capture = cv2.VideoCapture(device, backend_for(device))
+        params: list[int] = []
+        if self.live and not is_camera(device):
+            ffmpeg_options(device, os.environ)
+            params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, STREAM_OPEN_TIMEOUT_MS,
+                      cv2.CAP_PROP_READ_TIMEOUT_MSEC, STREAM_READ_TIMEOUT_MS]
+        capture = cv2.VideoCapture(device, backend_for(device), params)
         if not capture.isOpened():
             capture.release()
             hint = {
@@ -65,9 +84,13 @@ class OpenCVSource:
                 "video file": "is it a video OpenCV's FFmpeg can decode?",
             }[kind]
             raise SourceError(f"cannot open {kind} {device}: {hint}")
-        if self.live:
-            # Keep the driver's queue short: we want the newest frame, not a backlog.
-            capture.set(cv2.CAP_PROP_BUFFERSIZE, 1)
+        # No CAP_PROP_BUFFERSIZE: FFmpeg ignores it, and with V4L2 one buffer leaves the driver nothing to
+        # fill while we read; the capture thread reads all the time, so queued frames never go stale.
+        # Before the size: USB cameras send YUYV by default, which USB 2 carries at 720p only at a few
+        # fps; MJPG gets the full frame rate. A camera without MJPG keeps its format.
+        if is_camera(device) and (config.width or config.height) and \
+                not capture.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*"MJPG")):
+            log.debug("%s: no MJPG, keeping the camera's format", self.description)
         for prop, value in ((cv2.CAP_PROP_FRAME_WIDTH, config.width), (cv2.CAP_PROP_FRAME_HEIGHT, config.height),
                             (cv2.CAP_PROP_FPS, config.fps)):
             if value is not None and not capture.set(prop, value):

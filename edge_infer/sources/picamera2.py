@@ -3,31 +3,43 @@
 The ISP scales in hardware: we ask it for a second, low-resolution ("lores") stream at the model's
 input size, so the CPU never resizes a full frame. Picamera2 comes from apt (python3-picamera2),
 not PyPI, and is imported only when this source is opened.
+
+Written against raspberrypi/picamera2 at 3e6dff0 (0.3.36) and raspberrypi/libcamera at 26bfadc;
+the upstream lines each step relies on are cited where it happens. Not run on a Pi here: the tests
+use a stand-in module that mirrors those lines (tests/fake_picamera2).
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import cv2
+import numpy as np
 
 from ..errors import SourceError
 from ..pipeline.preprocess import center_window
 from ..values import Frame
-from .base import SourceHints
+from .base import BufferPool, SourceHints
 
 log = logging.getLogger(__name__)
 
 INSTALL_HINT = ("install it with 'sudo apt install python3-picamera2' and create the venv with "
                 "'python3 -m venv --system-site-packages' so the apt package is visible")
+# Importing picamera2 imports simplejpeg, built against apt's numpy (picamera2/request.py:10-15); a
+# numpy 2 from pip in the venv breaks it (raspberrypi/picamera2#1088, #1211).
+NUMPY_HINT = ("the venv's numpy is not the one apt's python3-picamera2 was built against: "
+              "pip install 'numpy==<the version of apt's python3-numpy>' in the venv (deploy.sh does this)")
+BUSY_HINT = "camera in use by another process (rpicam-*, libcamera-*, another edge-infer?)"
+CAPTURE_TIMEOUT_S = 5.0  # a camera that sends no frame for this long has stopped
 
 
 @dataclass(frozen=True)
 class Picamera2Config:
-    camera: int = field(default=0, metadata={"min": 0})  # index in Picamera2.global_camera_info()
+    camera: int = field(default=0, metadata={"min": 0})  # index among the Pi (CSI) cameras libcamera lists
     width: int = field(default=640, metadata={"min": 64})  # main stream; the lores stream must fit inside it
     height: int = field(default=480, metadata={"min": 64})
     fps: float | None = field(default=None, metadata={"min": 0.1})
@@ -35,67 +47,146 @@ class Picamera2Config:
     vflip: bool = False
 
 
-def import_picamera2() -> Any:
+def import_picamera2() -> tuple[Any, Any]:
+    """(Picamera2, libcamera). Any import failure (not only ImportError) is a SourceError saying how to fix it."""
     try:
+        import libcamera  # type: ignore[import-not-found]
         from picamera2 import Picamera2  # type: ignore[import-not-found]
     except ImportError as exc:
         raise SourceError(f"picamera2 is not available ({exc}): {INSTALL_HINT}") from exc
-    return Picamera2
+    except Exception as exc:  # e.g. ValueError: numpy.dtype size changed, from an extension built on numpy 1
+        hint = NUMPY_HINT if "numpy" in str(exc) else INSTALL_HINT
+        raise SourceError(f"picamera2 cannot be imported ({type(exc).__name__}: {exc}): {hint}") from exc
+    return Picamera2, libcamera
+
+
+def csi_cameras(cameras: list[dict[str, Any]]) -> list[int]:
+    """Positions in global_camera_info() of the Pi cameras: libcamera lists USB (UVC) webcams too, with
+    "/usb" in their Id (picamera2/picamera2.py:312 sorts them last); those are the opencv source's."""
+    return [i for i, camera in enumerate(cameras) if "/usb" not in str(camera.get("Id", ""))]
+
+
+def describe_open_failure(exc: BaseException) -> str:
+    """Picamera2's "Camera __init__ sequence did not complete." hides the cause in its chain
+    (picamera2/picamera2.py:367-368); acquire() fails with EBUSY when another process has the camera
+    (libcamera src/py/libcamera/py_main.cpp:153-158, src/libcamera/camera.cpp:1007-1029)."""
+    chain: list[BaseException] = []
+    cause: BaseException | None = exc
+    while cause is not None and cause not in chain:
+        chain.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    for link in chain:
+        if getattr(link, "errno", None) == errno.EBUSY or "busy" in str(link).lower():
+            return BUSY_HINT
+    return "; ".join(str(link) for link in chain if str(link)) or type(exc).__name__
+
+
+def centred_crop(limits: tuple[int, int, int, int], width: int, height: int) -> tuple[int, int, int, int]:
+    """The ScalerCrop for crop: center: the largest window of the sensor's crop limits with the model's
+    aspect ratio, centred, offset by where those limits start (their x and y)."""
+    x, y, limit_width, limit_height = limits
+    window = center_window(limit_width, limit_height, width, height)
+    return x + window.x, y + window.y, window.width, window.height
 
 
 class Picamera2Source:
     live = True
 
     def __init__(self, config: Picamera2Config, hints: SourceHints) -> None:
-        picamera2_class = import_picamera2()
+        picamera2_class, libcamera = import_picamera2()
         cameras = picamera2_class.global_camera_info()
-        if config.camera >= len(cameras):
-            raise SourceError(f"no Pi camera {config.camera}: libcamera lists {len(cameras)} "
+        pi_cameras = csi_cameras(cameras)
+        if config.camera >= len(pi_cameras):
+            webcams = len(cameras) - len(pi_cameras)
+            extra = f" and {webcams} USB webcam(s), which the opencv source reads" if webcams else ""
+            raise SourceError(f"no Pi camera {config.camera}: libcamera lists {len(pi_cameras)} Pi camera(s){extra} "
                               "(check the ribbon cable and 'rpicam-hello --list-cameras')")
+        index = pi_cameras[config.camera]
         self.skipped = 0
         self._seq = 0
-        self._size = (hints.width, hints.height)
-        self.description = f"picamera2 camera {config.camera} ({cameras[config.camera].get('Model', '?')})"
+        self._pool = BufferPool()
+        self.description = f"picamera2 camera {config.camera} ({cameras[index].get('Model', '?')})"
+        # letterbox needs the whole field of view: the main stream, scaled and padded by the CPU.
+        # center and stretch let the ISP scale to the model's size on the lores stream.
+        self._stream = "main" if hints.crop == "letterbox" else "lores"
         try:
-            from libcamera import Transform  # type: ignore[import-not-found]
-
-            camera = picamera2_class(config.camera)
-            controls: dict[str, Any] = {}
-            if config.fps:
-                controls["FrameRate"] = config.fps
-            if hints.crop == "center":
-                # Crop on the sensor to the model's aspect ratio, so the ISP's scaling does not stretch.
-                _, _, sensor_w, sensor_h = camera.camera_properties["ScalerCropMaximum"]
-                window = center_window(sensor_w, sensor_h, hints.width, hints.height)
-                controls["ScalerCrop"] = (window.x, window.y, window.width, window.height)
-            # YUV420 is the lores format every Pi supports (Pi 4's ISP cannot give RGB there).
-            video = camera.create_video_configuration(
-                main={"size": (config.width, config.height), "format": "RGB888"},
-                lores={"size": self._size, "format": "YUV420"},
-                transform=Transform(hflip=config.hflip, vflip=config.vflip),
-                buffer_count=3, controls=controls)
-            camera.align_configuration(video)
-            camera.configure(video)
-            camera.start()
-        except Exception as exc:  # libcamera raises RuntimeError/OSError with its own text
-            raise SourceError(f"cannot start Pi camera {config.camera}: {exc}") from exc
+            camera = picamera2_class(index)
+        except Exception as exc:
+            raise SourceError(f"cannot open Pi camera {config.camera}: {describe_open_failure(exc)}") from exc
+        try:
+            self._start(camera, libcamera, config, hints)
+        except Exception as exc:  # libcamera raises RuntimeError/OSError/ValueError with its own text
+            camera.close()  # safe whatever state it is in (picamera2/picamera2.py:704-734)
+            raise SourceError(f"cannot start Pi camera {config.camera}: {describe_open_failure(exc)}") from exc
         self._camera = camera
-        self._lores_width = camera.camera_configuration()["lores"]["size"][0]
+        self._width, self._height = camera.camera_configuration()[self._stream]["size"]
+
+    def _start(self, camera: Any, libcamera: Any, config: Picamera2Config, hints: SourceHints) -> None:
+        controls: dict[str, Any] = {"FrameRate": config.fps} if config.fps else {}
+        # Even sizes, as the ISP needs; no align_configuration(): it rounds a YUV420 width down to a
+        # multiple of 64 (VC4) or 128 (PiSP) (picamera2.py:1086-1099), so 224 would become 192 or 128.
+        lores: dict[str, Any] = {"size": (hints.width - hints.width % 2, hints.height - hints.height % 2),
+                                 "format": "YUV420"}
+        if hints.crop == "center" and camera.platform.name == "PISP":
+            # Pi 5: picamera2 >= 0.3.23 sets one crop per stream (rpi::ScalerCrops) and ignores ScalerCrop;
+            # preserve_ar gives lores a crop with its own aspect ratio, centred (picamera2.py:1274-1280,
+            # libcamera pipeline/rpi/pisp/pisp.cpp:1573-1574).
+            lores["preserve_ar"] = True
+        def configuration() -> Any:
+            return camera.create_video_configuration(
+                # RGB888 is B, G, R in memory: OpenCV's order.
+                main={"size": (config.width, config.height), "format": "RGB888"},
+                lores=lores,
+                # The I420 -> BGR conversion below is BT.601's; without this, main streams of 1280x720 and
+                # up get Rec709 (picamera2.py:911-916), and lores shares main's colour space.
+                colour_space=libcamera.ColorSpace.Smpte170m(),
+                transform=libcamera.Transform(hflip=config.hflip, vflip=config.vflip),
+                buffer_count=3, controls=controls)
+
+        try:
+            video = configuration()
+        except ValueError:  # "Bad key": picamera2 < 0.3.23 has no preserve_ar, and obeys ScalerCrop instead
+            if not lores.pop("preserve_ar", False):
+                raise
+            video = configuration()
+        camera.configure(video)
+        if hints.crop == "center" and "preserve_ar" not in lores:
+            # The ScalerCrop limits are known only once a sensor mode is chosen, i.e. after configure():
+            # ScalerCropMaximum is a zero rectangle before (libcamera pipeline_base.cpp:864-868), and a
+            # zero crop is the smallest crop at the sensor's top-left corner. camera_controls is re-read
+            # after configure (picamera2.py:1226-1230): ScalerCrop is (min, max, default).
+            limits = camera.camera_controls["ScalerCrop"][1]
+            camera.set_controls({"ScalerCrop": centred_crop(limits, hints.width, hints.height)})
+        camera.start()
 
     def read(self) -> Frame | None:
         try:
-            yuv = self._camera.capture_array("lores")
+            # A number is a timeout in seconds (picamera2.py:1508-1537, since 0.3.20); without it a camera
+            # that stops sending frames blocks here for ever.
+            image = self._camera.capture_array(self._stream, wait=CAPTURE_TIMEOUT_S)
+        except TimeoutError as exc:
+            raise SourceError(f"{self.description} stopped delivering frames (none in {CAPTURE_TIMEOUT_S:g} s)") \
+                from exc
         except Exception as exc:
             raise SourceError(f"{self.description} stopped delivering frames: {exc}") from exc
-        # The array is I420 with rows padded to the stride; convert, then drop the padding columns.
-        image = cv2.cvtColor(yuv, cv2.COLOR_YUV420p2BGR)[:, : self._lores_width]
+        if self._stream == "main":
+            frame = image[:, : self._width, :3]
+            self._seq += 1
+            return Frame(seq=self._seq, image=frame, ts=time.time())
+        # I420 with rows padded to the stride, shaped (height * 3 / 2, stride) (picamera2/request.py:319-324):
+        # convert, then drop the padding columns.
+        buffer = self._pool.take()
+        if buffer is None or buffer.shape[:2] != (self._height, image.shape[1]):
+            buffer = np.empty((self._height, image.shape[1], 3), np.uint8)
+        cv2.cvtColor(image, cv2.COLOR_YUV420p2BGR, dst=buffer)
         self._seq += 1
-        return Frame(seq=self._seq, image=image, ts=time.time())
+        pool = self._pool
+        return Frame(seq=self._seq, image=buffer[:, : self._width], ts=time.time(),
+                     release=lambda: pool.give_back(buffer))
 
     def close(self) -> None:
         try:
-            self._camera.stop()
-            self._camera.close()
+            self._camera.close()  # stops it first; safe twice (picamera2.py:704-734)
         except Exception as exc:  # closing a camera that failed must not hide the first error
             log.debug("closing %s: %s", self.description, exc)
 

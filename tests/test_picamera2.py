@@ -1,0 +1,153 @@
+"""The Picamera2 source against a stand-in for Picamera2 (tests/fake_picamera2) that mirrors the
+upstream code (cited there): no Pi camera exists here. The stand-in films a real photograph, and
+the frames go through a real model, so a wrong crop or a squeezed lores stream shows as a wrong label."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import error_lines
+
+from edge_infer.errors import SourceError
+from edge_infer.pipeline.classifier import ModelConfig, load_classifier
+from edge_infer.pipeline.postprocess import PostprocessConfig
+from edge_infer.pipeline.preprocess import PreprocessConfig
+from edge_infer.pipeline.stages import FrameClassifier
+from edge_infer.sources import picamera2 as source_module
+from edge_infer.sources.base import SourceHints
+from edge_infer.sources.picamera2 import BUSY_HINT, Picamera2Config, Picamera2Source
+
+FAKE = Path(__file__).parent / "fake_picamera2"
+IMX477 = {"Model": "imx477", "Id": "/base/soc/i2c0mux/i2c@1/imx477@1a"}
+WEBCAM = {"Model": "HD Pro Webcam C920", "Id": "/base/scb/pcie@7d500000/pci@0,0/usb@0,0-1:1.0-046d:082d"}
+
+
+@pytest.fixture
+def fake(monkeypatch, images: Path):
+    """Makes `import picamera2` find the stand-in, set up by the returned function's settings."""
+    monkeypatch.syspath_prepend(str(FAKE))
+
+    def configure(**settings):
+        monkeypatch.setenv("FAKE_PICAMERA2", json.dumps({"cameras": [IMX477], "scene": str(images / "parrot.jpg"),
+                                                         **settings}))
+        for name in ("picamera2", "libcamera"):
+            sys.modules.pop(name, None)
+        import picamera2
+
+        return picamera2
+
+    yield configure
+    for name in ("picamera2", "libcamera"):
+        sys.modules.pop(name, None)
+
+
+@pytest.fixture(scope="module")
+def classify(models: Path):
+    """Classifies a frame with the real V2 model, as the pipeline does (its crop: center)."""
+    stages = FrameClassifier(load_classifier(ModelConfig(path=str(models / "mobilenet_v2_1.0_224_quant.tflite"))),
+                             PreprocessConfig(), PostprocessConfig(top_k=1))
+    return lambda frame: stages.classify(stages.prepare(frame)).top[0].label
+
+
+def test_centre_crop_is_set_after_configure_within_the_limits(fake, classify):
+    # A sensor mode whose crop limits do not start at 0,0: the offset must be added.
+    camera_module = fake(sensor=[8, 4, 2028, 1520])
+    source = Picamera2Source(Picamera2Config(), SourceHints(224, 224, "center"))
+    [camera] = camera_module.instances
+    assert camera.controls["ScalerCrop"] == (8 + 254, 4, 1520, 1520)  # the centred square of 2028x1520
+    frame = source.read()
+    assert frame.image.shape == (224, 224, 3)
+    assert classify(frame) == "macaw"
+    source.close()
+    assert camera.closed
+
+
+def test_lores_stays_at_the_model_size(fake, classify):
+    camera_module = fake()
+    source = Picamera2Source(Picamera2Config(), SourceHints(224, 224, "center"))
+    [camera] = camera_module.instances
+    assert not camera.aligned and camera.camera_configuration()["lores"]["size"] == (224, 224)
+    assert camera.camera_configuration()["lores"]["stride"] == 256  # padded rows, dropped by the source
+    assert source.read().image.shape == (224, 224, 3)
+
+
+def test_colour_space_is_the_one_the_conversion_assumes(fake):
+    camera_module = fake()
+    Picamera2Source(Picamera2Config(width=1920, height=1080), SourceHints(224, 224, "center"))
+    # Without a choice, a 1920x1080 video configuration is Rec709; the I420 conversion is BT.601.
+    assert camera_module.instances[0].camera_configuration()["colour_space"].name == "Smpte170m"
+
+
+def test_pi5_crops_lores_by_its_own_aspect_ratio(fake, classify):
+    camera_module = fake(platform="pisp")
+    source = Picamera2Source(Picamera2Config(), SourceHints(224, 224, "center"))
+    [camera] = camera_module.instances
+    assert camera.camera_configuration()["lores"]["preserve_ar"] is True
+    assert "ScalerCrop" not in camera.controls  # ignored on PiSP
+    assert camera.crop("lores") == (254, 0, 1520, 1520)
+    assert classify(source.read()) == "macaw"
+
+
+def test_pi5_with_an_older_picamera2_uses_scaler_crop(fake):
+    camera_module = fake(platform="pisp", version="0.3.22")
+    Picamera2Source(Picamera2Config(), SourceHints(224, 224, "center"))
+    assert camera_module.instances[0].controls["ScalerCrop"] == (254, 0, 1520, 1520)
+
+
+def test_letterbox_reads_the_whole_field_of_view_from_the_main_stream(fake):
+    camera_module = fake()
+    source = Picamera2Source(Picamera2Config(width=640, height=480), SourceHints(224, 224, "letterbox"))
+    assert "ScalerCrop" not in camera_module.instances[0].controls
+    assert source.read().image.shape == (480, 640, 3)
+
+
+def test_usb_webcams_are_left_to_the_opencv_source(fake):
+    camera_module = fake(cameras=[WEBCAM])
+    with pytest.raises(SourceError, match=r"no Pi camera 0: libcamera lists 0 Pi camera\(s\) and 1 USB webcam"):
+        Picamera2Source(Picamera2Config(), SourceHints(224, 224, "center"))
+    assert camera_module.instances == []  # never opened, so never left acquired
+    camera_module = fake(cameras=[WEBCAM, IMX477])
+    Picamera2Source(Picamera2Config(), SourceHints(224, 224, "center"))
+    assert camera_module.instances[0].info["Model"] == "imx477"
+
+
+def test_a_busy_camera_says_who_may_have_it(fake):
+    fake(busy=True)
+    with pytest.raises(SourceError) as caught:
+        Picamera2Source(Picamera2Config(), SourceHints(224, 224, "center"))
+    assert str(caught.value) == f"cannot open Pi camera 0: {BUSY_HINT}"
+
+
+def test_a_camera_that_stops_sending_frames_is_a_source_error(fake, monkeypatch):
+    monkeypatch.setattr(source_module, "CAPTURE_TIMEOUT_S", 0.2)
+    fake(stall_after=1)
+    source = Picamera2Source(Picamera2Config(), SourceHints(224, 224, "center"))
+    assert source.read() is not None
+    with pytest.raises(SourceError, match=r"stopped delivering frames \(none in 0.2 s\)"):
+        source.read()
+
+
+def test_a_camera_that_fails_to_start_is_closed(fake):
+    camera_module = fake()
+    with pytest.raises(SourceError, match="lores stream dimensions may not exceed main stream"):
+        Picamera2Source(Picamera2Config(width=128, height=96), SourceHints(224, 224, "center"))
+    assert camera_module.instances[0].closed
+
+
+NUMPY_ABI = "numpy.dtype size changed, may indicate binary incompatibility. Expected 96 from C header, got 88"
+
+
+def test_a_picamera2_broken_by_numpy_is_a_source_error_that_says_why(cli, images: Path):
+    env = {"PYTHONPATH": str(FAKE), "FAKE_PICAMERA2": json.dumps({"import_error": NUMPY_ABI})}
+    done = cli("run", "--source", "picamera2", "--model", "/dev/null", env=env)
+    assert done.status == 3  # the model is checked first: prove the source's error with a real model next
+    models = Path(images).parent / "models"
+    done = cli("run", "--source", "picamera2", "--model", str(models / "mobilenet_v1_0.25_128_quant.tflite"),
+               env=env)
+    assert done.status == 4
+    [line] = error_lines(done.stderr)
+    assert "picamera2 cannot be imported (ValueError: numpy.dtype size changed" in line
+    assert "pip install 'numpy==" in line and "Traceback" not in done.stderr
