@@ -127,10 +127,41 @@ create_user() {
     if ! id "$SERVICE_USER" >/dev/null 2>&1; then
         run useradd --system --user-group --home-dir /var/lib/edge-infer --shell /usr/sbin/nologin "$SERVICE_USER"
     fi
-    # The camera devices belong to the video group (the unit adds it too, for USB cameras that appear later).
-    if getent group video >/dev/null && ! id -nG "$SERVICE_USER" 2>/dev/null | grep -qw video; then
-        run usermod -a -G video "$SERVICE_USER"
-    fi
+    # video: the cameras. plugdev: the USB Coral (libedgetpu's udev rule gives it that group). apex: the
+    # PCIe/M.2 Coral's /dev/apex_0 (the gasket driver's udev rule). The unit adds video and plugdev too.
+    local group
+    for group in video plugdev apex; do
+        if getent group "$group" >/dev/null && ! id -nG "$SERVICE_USER" 2>/dev/null | grep -qw "$group"; then
+            run usermod -a -G "$group" "$SERVICE_USER"
+        fi
+    done
+}
+
+# LiteRT and OpenCV publish wheels for 64-bit ARM and x86 only. Ask dpkg, not uname -m: a 32-bit
+# Raspberry Pi OS runs a 64-bit kernel (uname says aarch64) under a 32-bit (armhf) userland.
+check_architecture() {
+    local arch
+    arch=$(dpkg --print-architecture 2>/dev/null || echo unknown)
+    case $arch in
+        arm64|amd64) ;;
+        *) die "this system's userland is $arch; edge-infer needs 64-bit Raspberry Pi OS or Debian (arm64) or amd64, since LiteRT and OpenCV have no $arch wheels. Install the 64-bit Raspberry Pi OS." ;;
+    esac
+}
+
+# On a system whose apt numpy is 1.x (Bookworm: 1.24), pip must keep it: the venv sees apt's packages
+# (--system-site-packages) and those built against numpy 1 (python3-picamera2's simplejpeg) break under
+# numpy 2 ("numpy.dtype size changed": raspberrypi/picamera2#1088). The constraint makes pip choose
+# versions that work with it (opencv-python-headless 4.11). Prints the constraints file's path, or nothing.
+numpy_constraint() {
+    local apt_numpy
+    # The system's interpreter, outside the venv: it sees apt's numpy, not one pip put in the venv earlier.
+    apt_numpy=$(python3 -s -c 'import numpy, sys; sys.stdout.write(numpy.__version__)' 2>/dev/null) || return 0
+    case $apt_numpy in
+        1.*)
+            printf 'numpy==%s\n' "$apt_numpy" > "$opt_dir/constraints.txt"
+            echo "$opt_dir/constraints.txt" ;;
+        *) rm -f "$opt_dir/constraints.txt" ;;
+    esac
 }
 
 install_venv() {
@@ -142,10 +173,21 @@ install_venv() {
     local version
     version=$(cd "$source_dir" && find edge_infer pyproject.toml -type f -name '*.py' -o -name pyproject.toml |
         LC_ALL=C sort | xargs sha256sum | sha256sum | cut -d' ' -f1)
+    local constraints=() pinned=""
+    if [ "$dry_run" = 0 ]; then
+        local file
+        file=$(numpy_constraint)
+        if [ -n "$file" ]; then
+            constraints=(--constraint "$file")
+            pinned=$(cat "$file")
+            say "keeping apt's $pinned in the venv (packages from apt are built against it)"
+        fi
+    fi
+    version="$version $pinned"  # a new apt numpy means a new install
     if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$version" ]; then
         return
     fi
-    run "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "$source_dir"
+    run "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${constraints[@]}" "$source_dir"
     run install -m 0644 "$source_dir/README.md" "$opt_dir/README.md"
     if [ "$dry_run" = 0 ]; then echo "$version" > "$stamp"; fi
     say "installed edge-infer into $venv"
@@ -235,6 +277,7 @@ do_install() {
     if on_system && [ "$dry_run" = 0 ] && [ "$(id -u)" != 0 ]; then
         die "run as root (sudo ./deploy.sh), or use --root DIR or --dry-run"
     fi
+    check_architecture
     install_apt_packages
     create_user
     run mkdir -p "$opt_dir" "$etc_dir" "$models_dir"

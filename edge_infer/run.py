@@ -14,6 +14,7 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from functools import partial
 
 from .config import Config
 from .outputs.base import Output, OutputContext
@@ -25,6 +26,7 @@ from .pipeline.stats import RunStats
 from .service.board import board_health
 from .service.systemd import SystemdNotifier
 from .sources.base import Source, SourceHints
+from .sources.reconnect import ReconnectingSource
 from .sources.registry import open_source
 
 log = logging.getLogger(__name__)
@@ -49,6 +51,13 @@ class Run:
         frames = self.config.run.frames
         return frames == "all" or (frames == "auto" and not self.source.live)
 
+    def snapshot(self) -> dict[str, object]:
+        """The run's statistics, the source's health and the board's, as the MQTT stats message carries them."""
+        snapshot: dict[str, object] = self.stats.snapshot()
+        if isinstance(self.source, ReconnectingSource):
+            snapshot["source"] = self.source.health().to_json_dict()
+        return {**snapshot, **board_health()}
+
     def execute(self, *, outputs: Sequence[Output] = (), stop: threading.Event | None = None,
                 stats: RunStats | None = None) -> RunStats:
         """Classify frames until the source ends, `run.max_frames` are done, or the stop event is set.
@@ -59,7 +68,15 @@ class Run:
         self.reader_done.clear()
         return run_pipeline(self.source, self.stages, [*self.outputs, *outputs], stop or self.stop,
                             every_frame=self.every_frame, max_frames=self.config.run.max_frames,
-                            stats=stats or self.stats, reader_done=self.reader_done)
+                            stats=stats or self.stats, reader_done=self.reader_done, on_idle=self._idle)
+
+    def _idle(self) -> None:
+        """No frame this poll. While the source is reconnecting the process is healthy: feed the watchdog.
+        A loop stuck in invoke(), or a capture thread stuck in a read, never gets here, and gets restarted."""
+        if isinstance(self.source, ReconnectingSource) and self.source.reconnecting:
+            for output in self.outputs:
+                if isinstance(output, SystemdNotifier):
+                    output.keepalive()
 
 
 @contextmanager
@@ -67,17 +84,21 @@ def open_run(config: Config, *, stop: threading.Event | None = None, source: Sou
              outputs: Sequence[Output] | None = None, environ: Mapping[str, str] = os.environ) -> Iterator[Run]:
     """Open everything `config` asks for; a `source` or `outputs` handed in replace the configured ones
     and stay the caller's to close. The systemd notifier joins when `environ` has NOTIFY_SOCKET."""
+    stop = stop or threading.Event()
     with ExitStack() as opened:
         classifier = load_classifier(config.model)
         info = classifier.info
         reader_done = threading.Event()
         reader_done.set()
         if source is None:
-            source = open_source(config.source, SourceHints(info.input.width, info.input.height,
-                                                            config.preprocess.crop))
+            hints = SourceHints(info.input.width, info.input.height, config.preprocess.crop)
+            source = open_source(config.source, hints)
+            if source.live:  # a camera or stream that fails mid-run is reopened, not the end of the run
+                source = ReconnectingSource(source, partial(open_source, config.source, hints), stop)
             opened.callback(close_source, source, reader_done)
         stats = RunStats()
-        context = OutputContext(info.name, info.backend, lambda: {**stats.snapshot(), **board_health()})
+        run: Run | None = None
+        context = OutputContext(info.name, info.backend, lambda: run.snapshot() if run else stats.snapshot())
         if outputs is None:
             outputs = []
             for name in config.outputs:
@@ -89,7 +110,7 @@ def open_run(config: Config, *, stop: threading.Event | None = None, source: Sou
             opened.callback(notifier.close)
             outputs = [*outputs, notifier]
         run = Run(config, classifier, FrameClassifier(classifier, config.preprocess, config.postprocess), source,
-                  tuple(outputs), stats, stop or threading.Event(), reader_done)
+                  tuple(outputs), stats, stop, reader_done)
         log.info("source: %s (%s)", source.description, "every frame" if run.every_frame else "newest frame")
         yield run
 

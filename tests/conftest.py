@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,3 +86,21 @@ def cli(tmp_path: Path):
 
 def error_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.startswith("edge-infer: error:")]
+
+
+class NotifySocket:
+    """Stands in for systemd's NOTIFY_SOCKET: a datagram socket that collects what the service says."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+        self.socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.socket.bind(self.path)
+        self.socket.settimeout(0.1)
+        self.messages: list[tuple[float, str]] = []
+
+    def drain(self, seconds: float = 0.3) -> list[str]:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            with contextlib.suppress(TimeoutError):
+                self.messages.append((time.monotonic(), self.socket.recv(4096).decode()))
+        return [m for _, m in self.messages]

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, need
+from conftest import REPO, NotifySocket, need
 
 from edge_infer.service.systemd import SystemdNotifier
 from edge_infer.values import Class, Classification, Timing
@@ -25,24 +23,6 @@ EXPOSURE_LIMIT = 2.0  # stated in the README; `systemd-analyze security` scores 
 
 
 # --- sd_notify ---------------------------------------------------------------------------------
-
-class NotifySocket:
-    """Stands in for systemd's NOTIFY_SOCKET: a datagram socket that collects what the service says."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = str(path)
-        self.socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.socket.bind(self.path)
-        self.socket.settimeout(0.1)
-        self.messages: list[tuple[float, str]] = []
-
-    def drain(self, seconds: float = 0.3) -> list[str]:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            with contextlib.suppress(TimeoutError):
-                self.messages.append((time.monotonic(), self.socket.recv(4096).decode()))
-        return [m for _, m in self.messages]
-
 
 def test_ready_after_the_first_frame_then_watchdog_pings_then_stopping(tmp_path, models, images):
     notify = NotifySocket(tmp_path / "notify")
@@ -202,6 +182,33 @@ def test_dry_run_changes_nothing(tmp_path: Path, shared: Path):
     assert done.returncode == 0, done.stderr
     assert list(tmp_path.iterdir()) == []
     assert "+ python3 -m venv --system-site-packages" in done.stdout and "+ install -D" in done.stdout
+
+
+def test_deploy_refuses_a_32_bit_userland_early(tmp_path: Path, shared: Path):
+    # 32-bit Raspberry Pi OS: dpkg says armhf while `uname -m` says aarch64 under the 64-bit kernel.
+    stand_ins = tmp_path / "bin"
+    stand_ins.mkdir()
+    for tool, says in (("dpkg", "armhf"), ("uname", "aarch64")):
+        (stand_ins / tool).write_text(f"#!/bin/sh\necho {says}\n")
+        (stand_ins / tool).chmod(0o755)
+    root = tmp_path / "root"
+    root.mkdir()
+    done = deploy("--root", str(root), "--model-mirror", str(shared / "models"),
+                  env={"PATH": f"{stand_ins}:{os.environ['PATH']}"})
+    assert done.returncode == 2
+    assert "userland is armhf" in done.stderr and "64-bit Raspberry Pi OS" in done.stderr
+    assert list(root.iterdir()) == []  # refused before anything was made
+
+
+def test_deploy_puts_the_service_user_in_the_camera_and_coral_groups(tmp_path: Path, shared: Path):
+    if os.geteuid() != 0:
+        pytest.skip("the system install's dry run checks that it runs as root")
+    done = deploy("--dry-run", "--model-mirror", str(shared / "models"))
+    assert done.returncode == 0, done.stderr
+    for group in ("video", "plugdev"):  # apex only where the gasket driver made the group
+        if subprocess.run(["getent", "group", group], capture_output=True).returncode == 0:
+            assert f"+ usermod -a -G {group} edge-infer" in done.stdout
+    assert re.search(r"^SupplementaryGroups=.*\bplugdev\b", UNIT.read_text(), re.M)
 
 
 def test_a_model_with_the_wrong_checksum_is_refused(tmp_path: Path, shared: Path):

@@ -15,6 +15,7 @@ from ..config import find_config_file, load_config
 from ..errors import EXIT_OK, EXIT_SOURCE
 from ..run import open_run
 from ..schema import Path
+from ..sources.reconnect import ReconnectingSource
 from ..sources.registry import source_from_argument
 
 log = logging.getLogger("edge_infer")
@@ -90,7 +91,11 @@ def command_run(args: argparse.Namespace) -> int:
     stop_on_signals(stop)
     with open_run(config, stop=stop) as run:
         stats = run.execute()
-    log.info("done: %s", stats.summary())
+    outages = ""
+    if isinstance(run.source, ReconnectingSource):
+        health = run.source.health()
+        outages = f", {health.outages} source outage(s) ({health.outage_s:.1f} s without frames)"
+    log.info("done: %s%s", stats.summary(), outages)
     if run.source.skipped:
         log.error("%d frame(s) of %s could not be read", run.source.skipped, run.source.description)
         return EXIT_SOURCE

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -52,12 +52,14 @@ def publish(result: Classification, outputs: list[Output], stats: RunStats) -> N
 
 def run_pipeline(source: Source, stages: Stages[Item], outputs: Sequence[Output],
                  stop: threading.Event, *, every_frame: bool, max_frames: int = 0,
-                 stats: RunStats | None = None, reader_done: threading.Event | None = None) -> RunStats:
+                 stats: RunStats | None = None, reader_done: threading.Event | None = None,
+                 on_idle: Callable[[], None] | None = None) -> RunStats:
     """Classify frames from `source` until it ends, `max_frames` are done, or `stop` is set.
 
     The source belongs to the caller, who closes it, but only once `reader_done` is set: a capture
     thread still blocked in a driver's read after the loop ends is left to process exit, since
     closing a device under a read can crash the driver.
+    `on_idle` is called on every poll that brings no frame (a source reconnecting, a slow camera).
     Raises the source's error (SourceError) after publishing every frame that came before it.
     """
     handoff: FrameHandoff[Item] = FrameHandoff(capacity=2 if every_frame else 1, drop_oldest=not every_frame,
@@ -71,6 +73,8 @@ def run_pipeline(source: Source, stages: Stages[Item], outputs: Sequence[Output]
             if frame is None:
                 if handoff.exhausted:
                     break
+                if on_idle is not None:
+                    on_idle()
                 continue
             result = stages.classify(frame)
             stats.record(result.timing.inference_ms, handoff.dropped)

@@ -54,6 +54,10 @@ class SystemdNotifier:
         if not self._ready:
             self._ready = True
             self.notify(f"READY=1\nSTATUS=classifying with {result.model} on {result.backend}")
+        self.keepalive()
+
+    def keepalive(self) -> None:
+        """Feed the watchdog (at most twice a period): a result came, or the run is healthily waiting for one."""
         if self._ping_every is not None:
             now = self._clock()
             if now - self._last_ping >= self._ping_every:

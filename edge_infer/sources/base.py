@@ -24,9 +24,18 @@ class SourceHints:
 class Source(Protocol):
     """A producer of frames. `read` blocks for the next frame, returns None at the end, raises SourceError."""
 
-    description: str
-    live: bool  # a camera or stream (only the newest frame matters) rather than a file
-    skipped: int  # frames it could not decode and passed over
+    @property
+    def description(self) -> str: ...
+
+    @property
+    def live(self) -> bool:
+        """A camera or stream (only the newest frame matters), rather than a file."""
+        ...
+
+    @property
+    def skipped(self) -> int:
+        """Frames it could not decode and passed over."""
+        ...
 
     def read(self) -> Frame | None: ...
 

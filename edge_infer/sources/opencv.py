@@ -89,7 +89,7 @@ class OpenCVSource:
         # Before the size: USB cameras send YUYV by default, which USB 2 carries at 720p only at a few
         # fps; MJPG gets the full frame rate. A camera without MJPG keeps its format.
         if is_camera(device) and (config.width or config.height) and \
-                not capture.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*"MJPG")):
+                not capture.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter.fourcc(*"MJPG")):
             log.debug("%s: no MJPG, keeping the camera's format", self.description)
         for prop, value in ((cv2.CAP_PROP_FRAME_WIDTH, config.width), (cv2.CAP_PROP_FRAME_HEIGHT, config.height),
                             (cv2.CAP_PROP_FPS, config.fps)):

@@ -14,7 +14,9 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 data=$(realpath "${EDGE_INFER_TEST_DATA:-$repo/../shared}")
 cache=${EDGE_INFER_ARM_CACHE:-/var/cache/edge-infer-arm}
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
-readonly rootfs_tar=$cache/bookworm-arm64-python3.tar
+# The name changes with the package list, so a changed list builds a new root filesystem.
+readonly guest_packages=python3,python3-venv,python3-pip,python3-numpy,python3-pywt,systemd
+readonly rootfs_tar=$cache/bookworm-arm64-${guest_packages//,/-}.tar
 # qemu can hang after a crash in the guest instead of exiting: every emulated command gets a limit.
 readonly guest_timeout=600
 
@@ -60,7 +62,7 @@ with_qemu() {
 build_rootfs() {
     local rootfs=$1
     say "debootstrap bookworm arm64 (a few minutes; cached afterwards in $rootfs_tar)"
-    debootstrap --arch=arm64 --foreign --variant=minbase --include=python3,python3-venv,python3-pip \
+    debootstrap --arch=arm64 --foreign --variant=minbase --include="$guest_packages" \
         bookworm "$rootfs" "$mirror" >"$work/debootstrap.log" 2>&1 ||
         { tail -20 "$work/debootstrap.log"; return 1; }
     # With /.dockerenv present debootstrap makes proc a symlink to the host's /proc; the second
@@ -204,6 +206,44 @@ print("  arm64 (emulated) invoke p50 %.1f ms" % result["invoke"]["p50_ms"])' "$w
     pass "bench --quick runs on arm64 (XNNPACK path)"
 else
     fail "bench on arm64: $(tail -3 "$work/bench.err")"
+fi
+
+# deploy.sh on Bookworm keeps apt's numpy 1.24 in the venv: python3-pywt (from apt, built against
+# numpy 1, like python3-picamera2's simplejpeg) must still import from the venv, and edge-infer must
+# still give the golden labels (with the OpenCV pip picks under the constraint).
+say "deploy.sh's venv step on arm64 Bookworm, whose apt numpy is 1.x"
+apt_numpy=$(guest python3 -c 'import numpy, sys; sys.stdout.write(numpy.__version__)')
+mkdir -p "$rootfs/wheels-apt-numpy" "$rootfs/src"
+echo "numpy==$apt_numpy" >"$work/constraints.txt"
+"$host_python" -m pip download -q --only-binary=:all: "${platforms[@]}" --python-version 3.11 --implementation cp \
+    -c "$work/constraints.txt" -d "$rootfs/wheels-apt-numpy" "$rootfs"/wheels/edge_infer-*.whl "setuptools>=68" \
+    >"$work/pip.log" 2>&1 || { tail -5 "$work/pip.log"; exit 1; }
+git -C "$repo" ls-files -z | (cd "$repo" && xargs -0 cp --parents -t "$rootfs/src")
+if guest env PIP_NO_INDEX=1 PIP_FIND_LINKS=/wheels-apt-numpy bash /src/deploy.sh --root /tmp/pi \
+    --model-mirror /data/models >"$work/deploy.log" 2>&1; then
+    pass "deploy.sh --root on arm64 Bookworm"
+else
+    fail "deploy.sh on arm64 Bookworm: $(tail -3 "$work/deploy.log")"
+fi
+if grep -q "keeping apt's numpy==$apt_numpy" "$work/deploy.log"; then
+    pass "deploy.sh pins apt's numpy $apt_numpy"
+else
+    fail "deploy.sh did not pin numpy $apt_numpy: $(tail -3 "$work/deploy.log")"
+fi
+venv_python=/tmp/pi/opt/edge-infer/venv/bin/python
+versions=$(guest "$venv_python" -c 'import numpy, cv2, pywt; print(numpy.__version__, cv2.__version__)' 2>&1 ||
+    true)
+if [ "${versions%% *}" = "$apt_numpy" ]; then
+    pass "in the venv, apt's python3-pywt imports on numpy $apt_numpy (OpenCV ${versions##* })"
+else
+    fail "apt's python3-pywt in the venv: $versions"
+fi
+label=$(guest /tmp/pi/opt/edge-infer/venv/bin/edge-infer run --model /data/models/mobilenet_v1_0.75_192_quant.tflite \
+    --source /data/images/grace_hopper.bmp --top-k 1 --log-level error 2>"$work/numpy1.err" | top1 | cut -f2)
+if [ "$label" = "military uniform" ]; then
+    pass "golden label with numpy $apt_numpy"
+else
+    fail "numpy $apt_numpy: expected 'military uniform', got '$label' $(tail -2 "$work/numpy1.err")"
 fi
 
 say "took $(($(date +%s) - started)) s"

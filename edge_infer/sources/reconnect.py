@@ -1,0 +1,126 @@
+"""Live sources that come back: a camera unplugged for a moment or a stream that restarts does not end the run.
+
+When the source fails or stops delivering, it is closed and opened again with backoff (1 s,
+doubling to 30 s), for as long as the run lasts. The outage is logged once when it starts and once
+when it ends, and counted in the source's health, which the stats report. Files never reach here:
+they end normally.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from ..errors import SourceError
+from ..values import Frame
+from .base import Source
+
+log = logging.getLogger(__name__)
+
+FIRST_RETRY_S = 1.0
+LONGEST_RETRY_S = 30.0
+
+
+@dataclass(frozen=True)
+class SourceHealth:
+    state: str  # "streaming" or "reconnecting"
+    outages: int  # how many times the source was lost
+    outage_s: float  # seconds without the source, in all, the current outage included
+    since_s: float  # seconds in the current state
+
+    def to_json_dict(self) -> dict[str, object]:
+        return {"state": self.state, "outages": self.outages, "outage_s": round(self.outage_s, 1),
+                "since_s": round(self.since_s, 1)}
+
+
+class ReconnectingSource:
+    """Wraps a live source; `reopen` opens a new one of the same kind. Frames are numbered across outages.
+
+    `read` waits out an outage on the capture thread; `stop` (the run's stop event) ends the wait.
+    """
+
+    live = True
+
+    def __init__(self, source: Source, reopen: Callable[[], Source], stop: threading.Event,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._source: Source | None = source
+        self._reopen = reopen
+        self._stop = stop
+        self._clock = clock
+        self.description = source.description
+        self._seq = 0
+        self._skipped_before = 0
+        self._outages = 0
+        self._outage_total = 0.0
+        self._lost_at: float | None = None
+        self._state_since = clock()
+
+    @property
+    def skipped(self) -> int:
+        return self._skipped_before + (self._source.skipped if self._source is not None else 0)
+
+    @property
+    def reconnecting(self) -> bool:
+        return self._lost_at is not None
+
+    def health(self) -> SourceHealth:
+        now = self._clock()
+        current = now - self._lost_at if self._lost_at is not None else 0.0
+        return SourceHealth("reconnecting" if self.reconnecting else "streaming", self._outages,
+                            self._outage_total + current, now - self._state_since)
+
+    def read(self) -> Frame | None:
+        delay = FIRST_RETRY_S
+        while not self._stop.is_set():
+            if self._source is None:
+                if self._stop.wait(delay):
+                    break
+                delay = min(delay * 2, LONGEST_RETRY_S)
+                self._try_reopen()
+                continue
+            try:
+                frame = self._source.read()
+                if frame is None:  # a live stream has no end: the server went away
+                    raise SourceError(f"{self.description} ended")
+            except Exception as exc:  # any failure of a live source is an outage, not the end of the run
+                self._lost(exc)
+                continue
+            if self._lost_at is not None:
+                self._back()
+            self._seq += 1
+            return replace(frame, seq=self._seq)
+        return None
+
+    def _lost(self, error: Exception) -> None:
+        source, self._source = self._source, None
+        if source is not None:
+            self._skipped_before += source.skipped
+            source.close()
+        if self._lost_at is None:
+            self._outages += 1
+            self._lost_at = self._state_since = self._clock()
+            log.warning("source lost: %s; reconnecting every %g-%g s", error, FIRST_RETRY_S, LONGEST_RETRY_S)
+        else:
+            log.debug("%s: still lost (%s)", self.description, error)
+
+    def _try_reopen(self) -> None:
+        try:
+            self._source = self._reopen()
+        except Exception as exc:
+            log.debug("%s: reopening failed: %s", self.description, exc)
+
+    def _back(self) -> None:
+        assert self._lost_at is not None
+        now = self._clock()
+        self._outage_total += now - self._lost_at
+        log.warning("%s is back after %.1f s (outage %d)", self.description, now - self._lost_at, self._outages)
+        self._lost_at = None
+        self._state_since = now
+
+    def close(self) -> None:
+        if self._source is not None:
+            self._source.close()
+            self._source = None

@@ -1,0 +1,232 @@
+"""Live sources that fail come back without ending the run: a real MJPEG stream over HTTP, served on
+loopback by the test, stopped mid-run and started again; and the reconnect logic with scripted faults."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import logging
+import os
+import signal
+import socketserver
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from conftest import NotifySocket
+
+from edge_infer.errors import SourceError
+from edge_infer.sources import reconnect
+from edge_infer.sources.reconnect import ReconnectingSource
+from edge_infer.values import Frame
+
+
+class MjpegServer:
+    """An IP camera's MJPEG stream (multipart/x-mixed-replace) of one photo at ~20 fps, on a loopback port
+    that outlives stop() and start(), as a camera that reboots keeps its address."""
+
+    def __init__(self, image: Path) -> None:
+        ok, jpeg = cv2.imencode(".jpg", cv2.imread(str(image)))
+        assert ok
+        self.part = (b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(jpeg)
+                     + jpeg.tobytes() + b"\r\n")
+        self.port = 0
+        self.serving = threading.Event()
+        self.server: socketserver.ThreadingTCPServer | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/stream.mjpg"
+
+    def start(self) -> None:
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - the standard library's name
+                self.send_response(200)
+                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+                self.end_headers()
+                try:
+                    while outer.serving.is_set():
+                        self.wfile.write(outer.part)
+                        time.sleep(0.05)
+                except OSError:
+                    pass
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        socketserver.ThreadingTCPServer.allow_reuse_address = True
+        socketserver.ThreadingTCPServer.daemon_threads = True
+        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", self.port), Handler)
+        self.port = self.server.server_address[1]
+        self.serving.set()
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.serving.clear()  # open streams end
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None
+
+
+class Lines:
+    """Collects a process's output lines as they come."""
+
+    def __init__(self, stream) -> None:
+        self.lines: list[str] = []
+        threading.Thread(target=lambda: [self.lines.append(line) for line in stream], daemon=True).start()
+
+    def wait_for(self, predicate, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate(self.lines):
+                return True
+            time.sleep(0.05)
+        return False
+
+
+@pytest.fixture
+def stream(images: Path):
+    server = MjpegServer(images / "parrot.jpg")
+    server.start()
+    yield server
+    server.stop()
+
+
+def start_run(url: str, models: Path, cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "edge_infer", "run", "--source", url, "--model",
+                             str(models / "mobilenet_v1_0.25_128_quant.tflite"), "--top-k", "1"], cwd=cwd,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
+                            env={**os.environ, **(env or {})})
+
+
+def test_a_stream_that_goes_away_and_comes_back_resumes_without_ending_the_run(stream, models, tmp_path):
+    process = start_run(stream.url, models, tmp_path)
+    out, err = Lines(process.stdout), Lines(process.stderr)
+    try:
+        assert out.wait_for(lambda lines: len(lines) >= 3, 60), "".join(err.lines)
+        stream.stop()
+        assert err.wait_for(lambda lines: any("source lost: " in line for line in lines), 20), "".join(err.lines)
+        time.sleep(3)  # several reconnect attempts fail meanwhile
+        before = len(out.lines)
+        stream.start()
+        assert out.wait_for(lambda lines: len(lines) > before + 2, 40), "".join(err.lines)
+        assert process.poll() is None  # the run never ended
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(15)
+    assert process.returncode == 0
+    results = [json.loads(line) for line in out.lines]
+    assert {r["top"][0]["label"] for r in results} == {"macaw"}
+    frames = [r["frame"] for r in results]
+    assert frames == sorted(frames) and len(set(frames)) == len(frames)  # numbered across the outage
+    log = "".join(err.lines)
+    assert log.count("source lost: ") == 1 and log.count(" is back after ") == 1  # once each, not once per retry
+    assert "1 source outage(s)" in log  # the final summary counts it
+
+
+def test_a_stream_that_never_comes_back_retries_until_sigterm(stream, models, tmp_path):
+    notify = NotifySocket(tmp_path / "notify")
+    process = start_run(stream.url, models, tmp_path, {"NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "1000000"})
+    out, err = Lines(process.stdout), Lines(process.stderr)
+    assert out.wait_for(lambda lines: len(lines) >= 2, 60), "".join(err.lines)
+    stream.stop()
+    assert err.wait_for(lambda lines: any("source lost: " in line for line in lines), 20), "".join(err.lines)
+    lost_at = time.monotonic()
+    notify.drain(4.0)  # retries at 1, 2 (and 4) s
+    assert process.poll() is None
+    sent = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    process.wait(15)
+    assert process.returncode == 0 and time.monotonic() - sent < 3
+    # systemd's watchdog is fed while the run waits for its source: no restart for an outage.
+    pings = [at for at, message in notify.messages if message == "WATCHDOG=1" and at > lost_at + 0.5]
+    assert len(pings) >= 4
+    assert "".join(err.lines).count("source lost: ") == 1
+
+
+def test_the_stats_carry_the_source_health(stream, models):
+    from edge_infer.config import Config
+    from edge_infer.pipeline.classifier import ModelConfig
+    from edge_infer.run import open_run
+    from edge_infer.schema import Origin
+    from edge_infer.sources.registry import build_source_spec
+
+    config = Config(model=ModelConfig(path=str(models / "mobilenet_v1_0.25_128_quant.tflite")),
+                    source=build_source_spec({"type": "opencv", "device": stream.url}, Origin(), ("source",)))
+    with open_run(config, outputs=[], environ={}) as run:
+        assert isinstance(run.source, ReconnectingSource)  # a stream is live: it reconnects
+        snapshot = run.snapshot()
+    assert snapshot["source"] == {"state": "streaming", "outages": 0, "outage_s": 0.0,
+                                  "since_s": snapshot["source"]["since_s"]}
+
+
+# --- the reconnect logic, with scripted faults -----------------------------------------------------
+
+class ScriptedCamera:
+    """Delivers `frames` frames and then fails, like a camera pulled out of its socket."""
+
+    live = True
+    description = "scripted camera"
+
+    def __init__(self, frames: int) -> None:
+        self.frames, self.sent, self.skipped, self.closed = frames, 0, 1, False
+
+    def read(self) -> Frame | None:
+        if self.sent == self.frames:
+            raise SourceError("scripted camera stopped delivering frames")
+        self.sent += 1
+        return Frame(self.sent, np.zeros((2, 2, 3), np.uint8), 0.0)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_a_lost_camera_is_reopened_with_backoff(monkeypatch, caplog):
+    monkeypatch.setattr(reconnect, "FIRST_RETRY_S", 0.01)
+    cameras = [ScriptedCamera(2)]
+    attempts: list[float] = []
+
+    def reopen() -> ScriptedCamera:
+        attempts.append(time.monotonic())
+        if len(attempts) < 4:
+            raise SourceError("no such device")
+        cameras.append(ScriptedCamera(3))
+        return cameras[-1]
+
+    stop = threading.Event()
+    source = ReconnectingSource(cameras[0], reopen, stop)
+    with caplog.at_level(logging.DEBUG, logger="edge_infer.sources.reconnect"):
+        seqs = [source.read().seq for _ in range(5)]
+    assert seqs == [1, 2, 3, 4, 5]  # numbered across the outage
+    assert cameras[0].closed and len(attempts) == 4
+    gaps = np.diff(attempts)
+    assert all(later > earlier * 1.5 for earlier, later in zip(gaps, gaps[1:], strict=False))  # backing off
+    health = source.health()
+    assert health.state == "streaming" and health.outages == 1 and health.outage_s > 0
+    assert source.skipped == 2  # the lost camera's and the new one's
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 2 and warnings[0].startswith("source lost: scripted camera stopped")
+    assert "is back after" in warnings[1]
+
+
+def test_stop_ends_the_wait_for_a_source_that_does_not_come_back(monkeypatch):
+    monkeypatch.setattr(reconnect, "FIRST_RETRY_S", 0.05)
+
+    def reopen() -> ScriptedCamera:
+        raise SourceError("no such device")
+
+    stop = threading.Event()
+    source = ReconnectingSource(ScriptedCamera(0), reopen, stop)
+    threading.Timer(0.5, stop.set).start()
+    started = time.monotonic()
+    assert source.read() is None
+    assert time.monotonic() - started < 2.0
+    assert source.reconnecting and source.health().state == "reconnecting"
