@@ -24,6 +24,9 @@ from .sources.auto import AutoConfig
 from .sources.registry import SourceSpec, build_source_spec
 
 CONFIG_SEARCH = ("config.yaml", "/etc/edge-infer/config.yaml")
+MAX_CONFIG_BYTES = 64 * 1024  # the shipped config.yaml, every key with its comment, is 5 kB
+MAX_DEPTH = 8  # the deepest key is three levels down (source: -> options)
+STR_TAG = "tag:yaml.org,2002:str"
 
 
 @dataclass(frozen=True)
@@ -33,7 +36,8 @@ class Config:
     preprocess: PreprocessConfig = PreprocessConfig()
     postprocess: PostprocessConfig = PostprocessConfig()
     run: RunConfig = RunConfig()
-    outputs: tuple[Literal["stdout", "mqtt"], ...] = ("stdout",)
+    outputs: tuple[Literal["stdout", "mqtt"], ...] = field(default=("stdout",),
+                                                            metadata={"min_length": 1, "unique": True})
     mqtt: MqttConfig = MqttConfig()
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -52,6 +56,9 @@ def key_lines(node: yaml.Node, path: Path = ()) -> dict[Path, int]:
     lines: dict[Path, int] = {}
     if isinstance(node, yaml.MappingNode):
         for key, value in node.value:
+            if key.tag != STR_TAG:  # `~:`, `1:`, `yes:` are null, a number, a boolean: not key names
+                raise ConfigError(f"line {key.start_mark.line + 1}: {key.value!r} is not a key name "
+                                  "(check the indentation, or quote it)")
             child = path + (key.value,)
             if child in lines:
                 raise ConfigError(f"line {key.start_mark.line + 1}: duplicate key '{'.'.join(map(str, child))}'")
@@ -64,14 +71,60 @@ def key_lines(node: yaml.Node, path: Path = ()) -> dict[Path, int]:
     return lines
 
 
+def read_config_text(file: str) -> str:
+    """The file as text: small, UTF-8 (a BOM is fine); anything else is refused before YAML sees it."""
+    path = FilePath(file).expanduser()
+    try:
+        size = path.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{file}: {size} bytes is far more than a configuration needs (at most "
+                              f"{MAX_CONFIG_BYTES // 1024} kB): is it the right file?")
+        raw = path.read_bytes()[: MAX_CONFIG_BYTES + 1]  # a device or a FIFO has no size to check first
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file '{file}': {exc.strerror}") from exc
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{file}: more than {MAX_CONFIG_BYTES // 1024} kB, far more than a configuration needs: "
+                          "is it the right file?")
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise ConfigError(f"{file}: saved as UTF-16: save it as UTF-8")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(f"{file}:{line}: not UTF-8 text (byte 0x{raw[exc.start]:02x}): save the file as UTF-8") \
+            from None
+
+
+def check_shape(text: str, file: str) -> None:
+    """Refuse what would make building the document blow up, from the parser's events, before building it:
+    aliases (a few lines of "billion laughs" expand to gigabytes) and nesting deeper than any key."""
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.AliasEvent):
+            raise ConfigError(f"{file}:{event.start_mark.line + 1}: YAML aliases (*{event.anchor}) are not "
+                              "allowed in the configuration: write the value out")
+        if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise ConfigError(f"{file}:{event.start_mark.line + 1}: nested deeper than any key "
+                                  f"({MAX_DEPTH} levels): check the indentation and brackets")
+        elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            depth -= 1
+
+
 def parse_yaml(text: str, file: str) -> tuple[dict[str, Any], dict[Path, int]]:
     try:
+        check_shape(text, file)
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = f":{mark.line + 1}" if mark else ""
         raise ConfigError(f"{file}{line}: not valid YAML: {exc.problem or exc.context}") from exc
+    except yaml.reader.ReaderError as exc:  # a control character, e.g. a NUL byte
+        at = text.count("\n", 0, exc.position) + 1
+        raise ConfigError(f"{file}:{at}: control character {chr(exc.character)!r} is not allowed in YAML: "
+                          "is the file damaged?") from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"{file}: not valid YAML: {exc}") from exc
     if data is None:
@@ -90,11 +143,7 @@ def load_config(file: str | None, overrides: dict[Path, tuple[Any, str]] | None 
     data: dict[str, Any] = {}
     lines: dict[Path, int] = {}
     if file is not None:
-        try:
-            text = FilePath(file).expanduser().read_text()
-        except OSError as exc:
-            raise ConfigError(f"cannot read config file '{file}': {exc.strerror}") from exc
-        data, lines = parse_yaml(text, file)
+        data, lines = parse_yaml(read_config_text(file), file)
     flags: dict[Path, str] = {}
     for path, (value, flag) in (overrides or {}).items():
         section: Any = data

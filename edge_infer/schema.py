@@ -1,14 +1,16 @@
 """Turn parsed YAML into frozen dataclasses, rejecting what does not fit.
 
 Each config section is a frozen dataclass; its type hints are the schema and `field(metadata=...)`
-adds bounds (`min`, `max`). Errors name the key path and where it came from (file and line, or
-the command-line flag), so a user can fix them without reading code.
+adds bounds: `min`, `max` (numbers), `min_length`, `max_length` (strings and lists), `unique`
+(lists), `pattern` (strings). No number may be NaN or infinite. Errors name the key path and where
+it came from (file and line, or the command-line flag), so a user can fix them without reading code.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 import types
 import typing
@@ -58,6 +60,8 @@ def build(cls: type, data: Any, origin: Origin, path: Path = ()) -> Any:
     hints = get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     for key in data:
+        if not isinstance(key, str):  # e.g. `~:` or `1:`; YAML's own keys are names, not values
+            fail(origin, path, f"key {describe_value(key)} is not a name (check the indentation)")
         if key not in fields:
             close = difflib.get_close_matches(str(key), fields, n=1)
             hint = f"; did you mean '{close[0]}'?" if close else f"; known keys: {', '.join(fields)}"
@@ -84,6 +88,17 @@ def check_bounds(f: dataclasses.Field[Any], value: Any, origin: Origin, path: Pa
     pattern = f.metadata.get("pattern")
     if pattern is not None and isinstance(value, str) and not re.fullmatch(pattern, value):
         fail(origin, path, f"{value!r} is not {f.metadata.get('pattern_help', pattern)}")
+    if isinstance(value, (str, tuple)):
+        shortest, longest = f.metadata.get("min_length"), f.metadata.get("max_length")
+        what = "characters" if isinstance(value, str) else "items"
+        if shortest is not None and len(value) < shortest:
+            fail(origin, path, "must not be empty" if shortest == 1 else f"needs at least {shortest} {what}")
+        if longest is not None and len(value) > longest:
+            fail(origin, path, f"must be at most {longest} {what}, got {len(value)}")
+        if f.metadata.get("unique") and len(set(value)) != len(value):
+            twice = next(item for item in value if value.count(item) > 1)
+            fail(origin, path, f"lists {twice!r} twice")
+        return
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return
     low, high = f.metadata.get("min"), f.metadata.get("max")
@@ -94,6 +109,8 @@ def check_bounds(f: dataclasses.Field[Any], value: Any, origin: Origin, path: Pa
 
 
 def coerce(hint: Any, value: Any, origin: Origin, path: Path) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):  # YAML's .nan and .inf: no setting means them
+        fail(origin, path, f"expected a finite number, got {value}")
     origin_type = get_origin(hint)
     if origin_type in (Union, types.UnionType):
         options = get_args(hint)

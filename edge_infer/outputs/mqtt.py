@@ -41,12 +41,12 @@ CLOSE_TIMEOUT_S = 1.0  # SIGTERM must end the process within 2 s
 
 @dataclass(frozen=True)
 class MqttConfig:
-    host: str = "localhost"
+    host: str = field(default="localhost", metadata={"min_length": 1, "max_length": 253})
     port: int = field(default=1883, metadata={"min": 1, "max": 65535})
-    client_id: str = ""  # "": edge-infer-<device>
+    client_id: str = field(default="", metadata={"max_length": 256})  # "": edge-infer-<device>
     topic_prefix: str = field(default="edge-infer", metadata={"pattern": r"[^#+]+",
                                                               "pattern_help": "a topic without + or #"})
-    device: str = ""  # "": this machine's hostname
+    device: str = field(default="", metadata={"max_length": 64})  # "": this machine's hostname
     qos: int = field(default=1, metadata={"min": 0, "max": 2})
     retain: bool = False  # retain classification messages (status and discovery are always retained)
     keepalive: int = field(default=60, metadata={"min": 5, "max": 65535})

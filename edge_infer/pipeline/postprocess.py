@@ -11,7 +11,7 @@ from ..values import Class
 
 @dataclass(frozen=True)
 class PostprocessConfig:
-    top_k: int = field(default=5, metadata={"min": 1})
+    top_k: int = field(default=5, metadata={"min": 1, "max": 1000})
     threshold: float = field(default=0.0, metadata={"min": 0.0, "max": 1.0})
     smoothing: int = field(default=1, metadata={"min": 1, "max": 1000})  # frames averaged; 1 = off
 

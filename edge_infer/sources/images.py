@@ -6,7 +6,7 @@ import glob
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -22,7 +22,7 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".
 
 @dataclass(frozen=True)
 class ImagesConfig:
-    path: str  # a file, a directory (its images, sorted) or a glob pattern
+    path: str = field(metadata={"min_length": 1})  # a file, a directory (its images, sorted) or a glob pattern
     loop: bool = False  # start again after the last image
 
 

@@ -31,7 +31,8 @@ STREAM_READ_TIMEOUT_MS = 5_000
 
 @dataclass(frozen=True)
 class OpenCVConfig:
-    device: int | str = 0  # camera index, /dev/videoN, rtsp://... or http://... URL, or a video file
+    # camera index, /dev/videoN, rtsp://... or http://... URL, or a video file
+    device: int | str = field(default=0, metadata={"min": 0, "min_length": 1})
     width: int | None = field(default=None, metadata={"min": 1})  # capture size asked of a camera
     height: int | None = field(default=None, metadata={"min": 1})
     fps: float | None = field(default=None, metadata={"min": 0.1})

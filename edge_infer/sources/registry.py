@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ConfigError
-from ..schema import Origin, Path, build, fail
+from ..schema import Origin, Path, build, describe_value, fail
 from .auto import AutoConfig, open_auto
 from .base import Source, SourceHints
 from .images import IMAGE_SUFFIXES, ImagesConfig, open_images
@@ -45,8 +45,9 @@ def build_source_spec(data: Any, origin: Origin, path: Path) -> SourceSpec:
     if not isinstance(data, dict):
         fail(origin, path, "expected a mapping with a 'type' key")
     kind = data.get("type", "auto")
-    if kind not in SOURCE_TYPES:
-        fail(origin, path + ("type",), f"unknown source type {kind!r}; expected one of {', '.join(SOURCE_TYPES)}")
+    if not isinstance(kind, str) or kind not in SOURCE_TYPES:
+        named = repr(kind) if isinstance(kind, str) else describe_value(kind)
+        fail(origin, path + ("type",), f"unknown source type {named}; expected one of {', '.join(SOURCE_TYPES)}")
     options = {k: v for k, v in data.items() if k != "type"}
     return SourceSpec(kind, build(SOURCE_TYPES[kind].config, options, origin, path))
 
