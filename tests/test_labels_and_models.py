@@ -36,13 +36,13 @@ def test_labels_that_do_not_fit_are_refused():
 
 @pytest.mark.parametrize("name", CLASSIFIERS)
 def test_metadata_labels_of_the_shared_models(models: Path, name: str):
-    labels = metadata_labels((models / f"{name}.tflite").read_bytes())
+    labels = metadata_labels(read_model(models / f"{name}.tflite"))
     assert labels is not None and len(labels) == 1001
     assert labels[0] == "background" and labels[89] == "macaw"
 
 
 def test_a_model_without_metadata_has_no_labels(models: Path):
-    assert metadata_labels((models / "mobilenet_v1_1.0_224_quant_embedding_extractor.tflite").read_bytes()) is None
+    assert metadata_labels(read_model(models / "mobilenet_v1_1.0_224_quant_embedding_extractor.tflite")) is None
 
 
 def test_model_name_resolves_in_models_dir(models: Path):

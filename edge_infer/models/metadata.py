@@ -7,11 +7,13 @@ import io
 import json
 import re
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
 from ..errors import ModelError
 from .files import ModelFile
+from .zoo import redownload_hint
 
 NUMBERED_LINE = re.compile(r"^\s*(\d+)[\s:]+(.*\S)\s*$")
 
@@ -29,36 +31,58 @@ def parse_labels(text: str) -> list[str]:
 METADATA_FILE = "edge_infer.json"  # what `edge-infer models build` packs beside the labels
 
 
-def packed_files(model_bytes: bytes) -> zipfile.ZipFile | None:
-    """TFLite metadata appends a zip archive of associated files (labels, ...) to the flatbuffer."""
+END_OF_ARCHIVE = b"PK\x05\x06"  # a zip's end-of-central-directory record; 22 bytes and a comment
+
+
+def packed_files(model: ModelFile) -> zipfile.ZipFile | None:
+    """TFLite metadata appends a zip archive of associated files (labels, ...) to the flatbuffer.
+
+    The archive is found from its end record, searched from the end of the file: bytes appended
+    after the archive (a bad copy, a rotting SD card) must not hide it. The flatbuffer before it
+    may hold the record's 4 bytes by chance, so a candidate that does not open is passed over.
+    """
+    content = model.content
+    end = len(content)
+    while (record := content.rfind(END_OF_ARCHIVE, 0, end)) >= 0:
+        comment = int.from_bytes(content[record + 20: record + 22], "little")
+        try:
+            return zipfile.ZipFile(io.BytesIO(content[: record + 22 + comment]))
+        except (zipfile.BadZipFile, EOFError, ValueError, OSError):
+            end = record
+    return None
+
+
+def read_packed(model: ModelFile, archive: zipfile.ZipFile, name: str) -> bytes:
+    """A packed file's bytes; a damaged one (a flipped bit fails its CRC) means the model file is damaged."""
     try:
-        return zipfile.ZipFile(io.BytesIO(model_bytes))
-    except zipfile.BadZipFile:
-        return None
+        return archive.read(name)
+    except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, OSError, NotImplementedError, KeyError) as exc:
+        raise ModelError(f"'{model.path}' is damaged: the {name} packed in it cannot be read ({exc}); "
+                         f"{redownload_hint(model.name)}") from exc
 
 
-def packed_info(model_bytes: bytes) -> dict[str, Any]:
+def packed_info(model: ModelFile) -> dict[str, Any]:
     """The build facts a model carries (input normalization, arch, alpha, resolution), or {}."""
-    archive = packed_files(model_bytes)
+    archive = packed_files(model)
     if archive is None or METADATA_FILE not in archive.namelist():
         return {}
     try:
-        info = json.loads(archive.read(METADATA_FILE))
+        info = json.loads(read_packed(model, archive, METADATA_FILE))
     except ValueError:
         return {}
     return info if isinstance(info, dict) else {}
 
 
-def metadata_labels(model_bytes: bytes) -> list[str] | None:
+def metadata_labels(model: ModelFile) -> list[str] | None:
     """Labels packed in the model, from the label file in its metadata archive."""
-    archive = packed_files(model_bytes)
+    archive = packed_files(model)
     if archive is None:
         return None
     names = [n for n in archive.namelist() if n.lower().endswith(".txt")]
     preferred = [n for n in names if "label" in n.lower()] or names
     if not preferred:
         return None
-    return parse_labels(archive.read(preferred[0]).decode("utf-8", errors="replace"))
+    return parse_labels(read_packed(model, archive, preferred[0]).decode("utf-8", errors="replace"))
 
 
 def align_labels(labels: list[str], num_classes: int) -> tuple[str, ...] | None:
@@ -85,7 +109,7 @@ def load_labels(model: ModelFile, labels_file: str | None, num_classes: int) -> 
         except (OSError, UnicodeDecodeError) as exc:
             raise ModelError(f"cannot read labels file '{labels_file}': {exc}") from exc
     else:
-        found = metadata_labels(model.content)
+        found = metadata_labels(model)
         if found is None:
             raise ModelError(f"'{model.path}' carries no labels in its metadata: set model.labels "
                              "(or --labels) to a labels file")

@@ -111,3 +111,10 @@ def find_entry(manifest: tuple[ModelEntry, ...], name: str) -> ModelEntry | None
 
 def close_matches(manifest: tuple[ModelEntry, ...], name: str) -> list[str]:
     return difflib.get_close_matches(name.removesuffix(".tflite"), [e.name for e in manifest], n=4, cutoff=0.6)
+
+
+def redownload_hint(name: str) -> str:
+    """How to get a good copy of a damaged model file back."""
+    if find_entry(build_manifest(), name) is not None:
+        return f"re-download it (edge-infer models pull {name.removesuffix('.tflite')})"
+    return "copy it again from where it came from"

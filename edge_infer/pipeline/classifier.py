@@ -10,6 +10,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ..errors import ModelError, RuntimeUnavailableError
+from ..models.check import check_model
 from ..models.files import ModelFile, read_model, resolve_model
 from ..models.graph import GraphCost, interpreter_cost
 from ..models.metadata import load_labels, packed_info
@@ -108,13 +109,14 @@ def classifier_on(runtime: Runtime, model: ModelFile, config: ModelConfig, threa
                   delegates: list[Any]) -> Classifier:
     if delegates and not model.needs_edgetpu:
         log.warning("model %s is not compiled for the Edge TPU: it will run on the CPU", model.name)
+    check_model(model, runtime.name)  # before this process trusts the file to native code
     interpreter = create_interpreter(runtime, model, threads, delegates)
     # Only a model compiled by edgetpu_compiler runs on the Edge TPU; the delegate leaves any other on the CPU.
     backend = "edgetpu" if delegates and model.needs_edgetpu else "cpu"
     image, scores = classifier_tensors(model, interpreter.get_input_details(), interpreter.get_output_details())
     labels, labels_source = load_labels(model, config.labels, scores.shape[1])
     info = LoadedModel(model.name, str(model.path), backend, runtime.name, threads, image, scores, labels,
-                       labels_source, packed_info(model.content))
+                       labels_source, packed_info(model))
     log.info("model %s: input %dx%d %s, %d classes (labels from %s); %s, %d threads, backend %s",
              info.name, image.width, image.height, image.dtype.__name__, scores.shape[1], labels_source,
              runtime.name, threads, backend if backend == "edgetpu" else "cpu (XNNPACK)")
