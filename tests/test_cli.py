@@ -341,6 +341,23 @@ def test_signal_stops_the_run_cleanly(tmp_path: Path, models: Path, images: Path
     assert f"{signal.Signals(signum).name}: stopping" in stderr
 
 
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_at_any_moment_of_start_up_ends_cleanly(tmp_path: Path, models: Path, images: Path, signum: int):
+    config = tmp_path / "loop.yaml"
+    config.write_text(f"source:\n  type: images\n  path: {images / 'bird.bmp'}\n  loop: true\n")
+    for delay in (0.02, 0.05, 0.1, 0.2, 0.4, 0.8):  # imports, config, model load, the first frames
+        process = subprocess.Popen([sys.executable, "-m", "edge_infer", "run", "--config", str(config), "--model",
+                                    str(models / "mobilenet_v1_0.25_128_quant.tflite")], cwd=tmp_path,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        time.sleep(delay)
+        process.send_signal(signum)
+        _, stderr = process.communicate(timeout=20)
+        # Before Python runs any of our code SIGTERM's default action ends it: systemd counts that as clean.
+        clean = (0, -signal.SIGTERM) if signum == signal.SIGTERM and delay < 0.05 else (0,)
+        assert process.returncode in clean and "Traceback" not in stderr and error_lines(stderr) == [], \
+            (delay, process.returncode, stderr)
+
+
 def test_a_closed_stdout_ends_the_run(tmp_path: Path, models: Path, images: Path):
     config = tmp_path / "loop.yaml"
     config.write_text(f"source:\n  type: images\n  path: {images / 'bird.bmp'}\n  loop: true\n")

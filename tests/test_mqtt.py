@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -296,3 +297,64 @@ def test_an_unreadable_password_file_is_a_config_error(cli, tmp_path, models, im
     done = cli("run", "--config", str(config), "--model", str(models / "mobilenet_v1_0.25_128_quant.tflite"))
     assert done.status == 2
     assert "mqtt.password_file: cannot read" in error_lines(done.stderr)[0]
+
+
+def retained_status(port: int) -> str | None:
+    """What a client connecting now is told on the status topic (retained), or None."""
+    late = Subscriber(port)
+    try:
+        found = late.wait_for(lambda m: m.topic == f"{BASE}/status", timeout=1.0)
+        return found[-1].payload
+    except AssertionError:
+        return None
+    finally:
+        late.close()
+
+
+def test_sigterm_at_any_moment_leaves_stopped_or_nothing(broker, tmp_path, models, images):
+    config = write_config(tmp_path / "c.yaml", f"  port: {broker.port}\n  discovery: false", loop_source(images))
+    seen = []
+    for delay in (0.05, 0.3, 0.6, 0.9, 1.2, 1.5, 2.0, 3.0):  # from Python's start-up to a running loop
+        clear = Subscriber(broker.port)
+        clear.client.publish(f"{BASE}/status", b"", qos=1, retain=True).wait_for_publish(5)  # forget the last run
+        clear.close()
+        process = start_cli(config, models / "mobilenet_v1_0.25_128_quant.tflite", tmp_path)
+        time.sleep(delay)
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=15)
+        assert process.returncode == 0 and "Traceback" not in stderr, stderr
+        status = retained_status(broker.port)
+        seen.append(status)
+        assert status in ("stopped", None), (delay, status)
+    assert "stopped" in seen  # the later signals came after the connection
+
+
+def test_a_broker_that_never_answers_is_reported(tmp_path, models, images):
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(5)  # takes the TCP connection, never says a word of MQTT
+    try:
+        config = write_config(tmp_path / "c.yaml", f"  port: {silent.getsockname()[1]}", loop_source(images))
+        process = start_cli(config, models / "mobilenet_v1_0.25_128_quant.tflite", tmp_path)
+        time.sleep(8)
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=15)
+    finally:
+        silent.close()
+    assert process.returncode == 0
+    [warning] = [line for line in stderr.splitlines() if "has not answered in 5 s" in line]
+    assert warning.startswith("edge-infer: warning: mqtt: localhost:")
+
+
+def test_the_first_stats_come_soon_after_connecting_and_count_the_backlog(broker, subscriber, tmp_path, models,
+                                                                         images):
+    config = write_config(tmp_path / "c.yaml", f"  port: {broker.port}\n  stats_interval: 600", loop_source(images))
+    process = start_cli(config, models / "mobilenet_v1_0.25_128_quant.tflite", tmp_path)
+    try:
+        online = subscriber.wait_for(lambda m: m.topic == f"{BASE}/status" and m.payload == "online", timeout=30)
+        stats = subscriber.wait_for(lambda m: m.topic == f"{BASE}/stats", timeout=10)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=10)
+    assert stats[0].at - online[0].at < 3.0  # not after stats_interval (600 s)
+    assert stats[0].json()["mqtt_backlog"] == 0

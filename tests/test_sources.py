@@ -6,9 +6,12 @@ import pytest
 
 from edge_infer.errors import ConfigError, SourceError
 from edge_infer.sources.auto import v4l2_devices
+from edge_infer.sources.base import SourceHints
 from edge_infer.sources.images import ImagesConfig, ImagesSource
 from edge_infer.sources.opencv import FFMPEG_OPTIONS, OpenCVConfig, OpenCVSource, ffmpeg_options
 from edge_infer.sources.registry import source_from_argument
+
+HINTS = SourceHints(224, 224, "center")
 
 
 def test_source_argument_is_told_apart_by_what_it_is(tmp_path: Path):
@@ -35,7 +38,7 @@ def test_images_are_read_sorted_and_looped(tmp_path: Path):
     for name, value in (("b.png", 20), ("a.png", 10), ("c.png", 30)):
         write_image(tmp_path / name, value)
     (tmp_path / "notes.txt").write_text("not an image")
-    source = ImagesSource(ImagesConfig(path=str(tmp_path), loop=True))
+    source = ImagesSource(ImagesConfig(path=str(tmp_path), loop=True), HINTS)
     frames = [source.read() for _ in range(5)]
     assert [Path(f.path).name for f in frames] == ["a.png", "b.png", "c.png", "a.png", "b.png"]
     assert [int(f.image[0, 0, 0]) for f in frames] == [10, 20, 30, 10, 20]
@@ -44,7 +47,7 @@ def test_images_are_read_sorted_and_looped(tmp_path: Path):
 
 def test_a_glob_that_matches_nothing(tmp_path: Path):
     with pytest.raises(SourceError, match="no image files"):
-        ImagesSource(ImagesConfig(path=str(tmp_path / "*.png")))
+        ImagesSource(ImagesConfig(path=str(tmp_path / "*.png")), HINTS)
 
 
 def write_video(path: Path, count: int) -> None:

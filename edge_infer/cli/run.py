@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
+import os
 import sys
 import threading
-from types import FrameType
+from collections.abc import Callable
 from typing import Any
 
 from .. import __version__
@@ -17,6 +17,7 @@ from ..run import open_run
 from ..schema import Path
 from ..sources.reconnect import ReconnectingSource
 from ..sources.registry import source_from_argument
+from . import Signals
 
 log = logging.getLogger("edge_infer")
 
@@ -67,18 +68,6 @@ def run_overrides(args: argparse.Namespace) -> dict[Path, tuple[Any, str]]:
     return overrides
 
 
-def stop_on_signals(stop: threading.Event) -> None:
-    """SIGINT/SIGTERM finish the current frame and stop; a second one kills the process the usual way."""
-
-    def handle(signum: int, _frame: FrameType | None) -> None:
-        log.info("%s: stopping after the current frame", signal.Signals(signum).name)
-        stop.set()
-        signal.signal(signum, signal.SIG_DFL)
-
-    signal.signal(signal.SIGINT, handle)
-    signal.signal(signal.SIGTERM, handle)
-
-
 def command_run(args: argparse.Namespace) -> int:
     config_file = find_config_file(args.config)
     config = load_config(config_file, run_overrides(args))
@@ -87,16 +76,57 @@ def command_run(args: argparse.Namespace) -> int:
         print(f"edge-infer: configuration OK ({config_file or 'built-in defaults'})", file=sys.stderr)
         return EXIT_OK
     log.info("edge-infer %s, configuration from %s", __version__, config_file or "built-in defaults")
-    stop = threading.Event()
-    stop_on_signals(stop)
-    with open_run(config, stop=stop) as run:
-        stats = run.execute()
+    restore_stderr = route_native_stderr() if config.log_level != "debug" else None
+    signals: Signals = args.signals
+    try:
+        with open_run(config, stop=signals.stop) as run:
+            stats = run.execute()
+    finally:
+        if restore_stderr is not None:
+            restore_stderr()
     outages = ""
     if isinstance(run.source, ReconnectingSource):
         health = run.source.health()
         outages = f", {health.outages} source outage(s) ({health.outage_s:.1f} s without frames)"
     log.info("done: %s%s", stats.summary(), outages)
-    if run.source.skipped:
+    if run.source.skipped and signals.received is None:  # a looping source stopped by a signal is done
         log.error("%d frame(s) of %s could not be read", run.source.skipped, run.source.description)
         return EXIT_SOURCE
     return EXIT_OK
+
+
+# Native lines worth keeping at info level: LiteRT's word that XNNPACK runs.
+NATIVE_INFO = ("XNNPACK delegate",)
+
+
+def route_native_stderr() -> Callable[[], None]:
+    """What native libraries write to file descriptor 2 (libjpeg's "Premature end of JPEG file", FFmpeg's
+    "[mjpeg @ 0x...] overread 8", LiteRT's INFO lines) becomes our debug log lines, so stderr carries
+    only edge-infer's own lines; with --log-level debug it is left alone. Returns what puts it back
+    (after forwarding what is still in the pipe)."""
+    ours = os.fdopen(os.dup(2), "w", buffering=1, errors="replace")
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler):
+            handler.setStream(ours)
+    sys.stderr = ours
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    native = logging.getLogger("edge_infer.native")
+
+    def forward() -> None:
+        with os.fdopen(read_end, errors="replace") as lines:
+            for line in lines:
+                text = line.strip()
+                if text:
+                    level = logging.INFO if any(k in text for k in NATIVE_INFO) else logging.DEBUG
+                    native.log(level, "%s", text.removeprefix("INFO: "))
+
+    forwarder = threading.Thread(target=forward, name="native-stderr", daemon=True)
+    forwarder.start()
+
+    def restore() -> None:
+        os.dup2(ours.fileno(), 2)  # the pipe's last writer goes: the forwarder reads to its end
+        forwarder.join(1.0)
+
+    return restore

@@ -37,6 +37,9 @@ log = logging.getLogger(__name__)
 
 STATUS_ONLINE, STATUS_OFFLINE, STATUS_STOPPED = "online", "offline", "stopped"
 CLOSE_TIMEOUT_S = 1.0  # SIGTERM must end the process within 2 s
+NO_ANSWER_WARNING_S = 5.0  # a broker that takes TCP but sends no CONNACK would otherwise go unnoticed for keepalive s
+FIRST_STATS_S = 1.0  # after connecting: a dashboard shows the numbers without waiting a whole stats_interval
+WATCH_STEP_S = 0.25
 
 
 @dataclass(frozen=True)
@@ -143,15 +146,14 @@ class MqttOutput:
         self._backlog: deque[str] = deque(maxlen=config.backlog)
         self.backlog_dropped = 0
         self._connected = False
+        self._connections = 0  # how many times a connection was acknowledged
+        self._closing = False
         self._outage_logged = False
         self._stop = threading.Event()
         self._client = self._make_client(read_password(config))
         self._client.connect_async(config.host, config.port, config.keepalive)
         self._client.loop_start()
-        self._stats_thread: threading.Thread | None = None
-        if config.stats_interval > 0:
-            self._stats_thread = threading.Thread(target=self._publish_stats_every, name="mqtt-stats", daemon=True)
-            self._stats_thread.start()
+        threading.Thread(target=self._watch, name="mqtt-watch", daemon=True).start()
         log.info("mqtt: publishing to %s:%d under %s/ (%s)", config.host, config.port, base, config.publish)
 
     def _make_client(self, password: str | None) -> mqtt.Client:
@@ -185,18 +187,25 @@ class MqttOutput:
         if reason.is_failure:
             self._log_outage(f"broker refused the connection: {reason}")
             return
-        client.publish(self.topics["status"], STATUS_ONLINE, qos=1, retain=True)
-        if self._config.discovery:
+        with self._lock:
+            closing = self._closing
+        # A run that ended while this connection was being made sends what it kept, then "stopped", not "online".
+        if not closing:
+            client.publish(self.topics["status"], STATUS_ONLINE, qos=1, retain=True)
+        if self._config.discovery and not closing:
             for topic, sensor in discovery_messages(self._config.discovery_prefix, self.device, self.topics,
                                                     self._context.model).items():
                 client.publish(topic, json.dumps(sensor), qos=1, retain=True)
         with self._lock:
             self._connected = True
+            self._connections += 1
             self._outage_logged = False
             waiting = list(self._backlog)
             self._backlog.clear()
             for payload in waiting:
                 self._send(payload)
+        if closing:
+            client.publish(self.topics["status"], STATUS_STOPPED, qos=1, retain=True)
         log.info("mqtt: connected to %s:%d%s", self._config.host, self._config.port,
                  f", sent {len(waiting)} results kept while disconnected" if waiting else "")
 
@@ -232,24 +241,48 @@ class MqttOutput:
         return self._client.publish(self.topics["classification"], payload, self._config.qos, self._config.retain)
 
     def stats_message(self) -> dict[str, object]:
-        return {**self._context.stats(), "mqtt_backlog_dropped": self.backlog_dropped,
+        with self._lock:
+            backlog = len(self._backlog)
+        return {**self._context.stats(), "mqtt_backlog": backlog, "mqtt_backlog_dropped": self.backlog_dropped,
                 "model": self._context.model, "backend": self._context.backend}
 
-    def _publish_stats_every(self) -> None:
-        while not self._stop.wait(self._config.stats_interval):
+    def _watch(self, clock: Callable[[], float] = time.monotonic) -> None:
+        """One thread for what runs on a timer: the stats (the first soon after each connection) and the
+        warning for a broker that accepts the connection but never answers it."""
+        waiting_since = clock()
+        warned = False
+        seen_connections = 0
+        next_stats = float("inf")
+        while not self._stop.wait(WATCH_STEP_S):
+            now = clock()
             with self._lock:
-                connected = self._connected
+                connected, connections, outage = self._connected, self._connections, self._outage_logged
+            if connections != seen_connections:  # a new connection: stats soon, and a new wait if it drops
+                seen_connections, warned = connections, False
+                next_stats = now + FIRST_STATS_S
             if connected:
-                self._client.publish(self.topics["stats"], json.dumps(self.stats_message()), qos=0)
+                waiting_since = now
+                if self._config.stats_interval > 0 and now >= next_stats:
+                    self._client.publish(self.topics["stats"], json.dumps(self.stats_message()), qos=0)
+                    next_stats = now + self._config.stats_interval
+            elif not warned and not outage and now - waiting_since > NO_ANSWER_WARNING_S:
+                warned = True
+                log.warning("mqtt: %s:%d has not answered in %g s (an MQTT broker? TLS as it expects?); still trying",
+                            self._config.host, self._config.port, NO_ANSWER_WARNING_S)
 
     def close(self) -> None:
-        """Publish `stopped`, disconnect cleanly (so the broker does not send the last will), stop the thread."""
+        """Publish `stopped`, disconnect cleanly (so the broker does not send the last will), stop the threads.
+
+        Whatever the moment: a connection still being made is given a moment, and one that completes
+        after this started publishes `stopped`, not `online` (_on_connect).
+        """
         self._stop.set()
         deadline = time.monotonic() + CLOSE_TIMEOUT_S
-        while True:  # a short run may end while the first connection is under way: give the backlog a moment
+        while True:
             with self._lock:
-                connected, waiting = self._connected, bool(self._backlog)
-            if connected or not waiting or self._outage_logged or time.monotonic() > deadline:
+                self._closing = True
+                connected = self._connected
+            if connected or self._outage_logged or time.monotonic() > deadline:
                 break
             time.sleep(0.02)
         if connected:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import glob
 import logging
 import os
+import struct
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
+import numpy as np
 
 from ..errors import SourceError
 from ..values import Frame
@@ -18,6 +20,10 @@ from .base import SourceHints
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm"})
+MAX_IMAGE_PIXELS = 100_000_000  # 10000 x 10000; decoding one takes 300 MB at least
+# JPEG decodes at 1/2, 1/4 or 1/8 scale inside libjpeg (DCT scaling), far faster and smaller than whole.
+REDUCED = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
+JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # start-of-frame markers carry the size
 
 
 @dataclass(frozen=True)
@@ -38,17 +44,49 @@ def list_images(pattern: str) -> list[str]:
     raise SourceError(f"image source '{pattern}' does not exist: give an image file, a directory or a glob")
 
 
+def image_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a JPEG's, PNG's or BMP's header, without decoding; None for other formats."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
+        width, height = struct.unpack(">II", data[16:24])
+        return width, height
+    if data[:2] == b"BM" and len(data) >= 26:
+        width, height = struct.unpack("<ii", data[18:26])
+        return abs(width), abs(height)
+    if data[:2] == b"\xff\xd8":
+        at = 2
+        while at + 9 <= len(data) and data[at] == 0xFF:
+            marker, length = data[at + 1], int.from_bytes(data[at + 2: at + 4], "big")
+            if marker in JPEG_SOF:
+                height, width = struct.unpack(">HH", data[at + 5: at + 9])
+                return width, height
+            at += 2 + length
+    return None
+
+
+def reduction(size: tuple[int, int], hints: SourceHints) -> int:
+    """The largest JPEG decode scale that keeps the image at least twice the model's input on each side
+    (preprocessing then still halves it with a box filter, so nothing aliases)."""
+    width, height = size
+    factor = 8
+    while factor > 1 and (width // factor < 2 * hints.width or height // factor < 2 * hints.height):
+        factor //= 2
+    return factor
+
+
 class ImagesSource:
     live = False
 
-    def __init__(self, config: ImagesConfig) -> None:
+    def __init__(self, config: ImagesConfig, hints: SourceHints) -> None:
         self._paths = list_images(config.path)
         if not self._paths:
             raise SourceError(f"no image files in '{config.path}' (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
         self._loop = config.loop
+        self._hints = hints
         self._next = 0
         self._seq = 0
-        self.skipped = 0
+        # Warned about once each, however often a loop comes back to them.
+        self._unreadable: set[str] = set()
+        self._truncated: set[str] = set()
         count = len(self._paths)
         self.description = f"images {config.path} ({count} file{'s' * (count != 1)}{', looped' * self._loop})"
 
@@ -60,19 +98,55 @@ class ImagesSource:
                 self._next = 0
             path = self._paths[self._next]
             self._next += 1
-            image = cv2.imread(path, cv2.IMREAD_COLOR)
+            image, problem = self._decode(path)
             if image is None:
                 if len(self._paths) == 1:
-                    raise SourceError(f"cannot read image '{path}': not an image file, or corrupt")
-                self.skipped += 1
-                log.warning("cannot read image '%s': not an image file, or corrupt; skipped", path)
+                    raise SourceError(f"cannot read image '{path}': {problem}")
+                if path not in self._unreadable:
+                    self._unreadable.add(path)
+                    log.warning("cannot read image '%s': %s; skipped", path, problem)
                 continue
             self._seq += 1
             return Frame(seq=self._seq, image=image, ts=time.time(), path=path)
+
+    @property
+    def skipped(self) -> int:
+        """Unreadable files (each once, however often a loop passes it)."""
+        return len(self._unreadable)
+
+    def _decode(self, path: str) -> tuple[np.ndarray | None, str]:
+        """The image, or None and why not. Huge images are refused or decoded at a reduced scale."""
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            return None, exc.strerror or str(exc)
+        size = image_size(data)
+        flags = cv2.IMREAD_COLOR
+        if size is not None:
+            if size[0] * size[1] > MAX_IMAGE_PIXELS:
+                return None, (f"{size[0]}x{size[1]} is more than the {MAX_IMAGE_PIXELS // 1_000_000} million pixels "
+                              "edge-infer decodes (a damaged header, or scale it down)")
+            if data[:2] == b"\xff\xd8":
+                flags = REDUCED.get(reduction(size, self._hints), cv2.IMREAD_COLOR)
+        # A JPEG ends with its EOI marker; entropy-coded data cannot contain it (0xFF is stuffed there).
+        truncated = data[:2] == b"\xff\xd8" and b"\xff\xd9" not in data[-4096:]
+        if truncated:  # decode what is there, as libjpeg's file reader does when a file ends early
+            data += b"\xff\xd9"
+        try:
+            image = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+        except cv2.error as exc:  # e.g. a header claiming more pixels than OpenCV allows
+            return None, f"not decodable ({str(exc).strip().splitlines()[-1]})"
+        if image is None:
+            return None, "not an image file, or corrupt"
+        if truncated and path not in self._truncated:
+            self._truncated.add(path)
+            log.warning("image '%s' is truncated (damaged, or still being written): classified what could be "
+                        "decoded", path)
+        return image, ""
 
     def close(self) -> None:
         pass
 
 
 def open_images(config: ImagesConfig, hints: SourceHints) -> ImagesSource:
-    return ImagesSource(config)
+    return ImagesSource(config, hints)

@@ -64,6 +64,8 @@ class OpenCVSource:
         self._loop = config.loop and self._is_file
         self._pool = BufferPool()
         self._seq = 0
+        self._pass_frames = 0  # frames read since the file (re)started
+        self._warned_truncated = False
         self._device = device
         kind = "camera" if is_camera(device) else ("stream" if self.live else "video file")
         self.description = f"opencv {kind} {device}"
@@ -101,8 +103,11 @@ class OpenCVSource:
     def read(self) -> Frame | None:
         buffer = self._pool.take()
         ok, image = self._capture.read(buffer)
+        if not ok and self._is_file and self._seq > 0:
+            self._check_complete()
         if not ok and self._loop and self._seq > 0:
             self._capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            self._pass_frames = 0
             ok, image = self._capture.read(buffer)
         if not ok:
             if buffer is not None:
@@ -113,8 +118,17 @@ class OpenCVSource:
                 return None
             raise SourceError(f"{self.description} stopped delivering frames (unplugged, or the stream ended)")
         self._seq += 1
+        self._pass_frames += 1
         pool = self._pool
         return Frame(seq=self._seq, image=image, ts=time.time(), release=lambda: pool.give_back(image))
+
+    def _check_complete(self) -> None:
+        """A file that ends before the frame count its header gives is cut off: say so, once."""
+        expected = int(self._capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        if not self._warned_truncated and expected > 0 and self._pass_frames < expected - 1:
+            self._warned_truncated = True
+            log.warning("video file '%s' ended after %d of its %d frames: it is truncated or damaged",
+                        self._device, self._pass_frames, expected)
 
     def close(self) -> None:
         self._capture.release()
