@@ -198,7 +198,9 @@ install_config() {
     # The service publishes to MQTT; every frame as JSON on stdout would flood the journal.
     local shipped
     shipped=$(mktemp)
-    sed 's/^outputs: \[stdout\]$/outputs: [mqtt]/' "$source_dir/config.yaml" > "$shipped"
+    # ... and it runs the model this script installs.
+    sed -e 's/^outputs: \[stdout\]$/outputs: [mqtt]/' \
+        -e "s/^  path: mobilenet_v2_1.0_224_quant$/  path: ${model%.tflite}/" "$source_dir/config.yaml" > "$shipped"
     local target=$etc_dir/config.yaml
     if [ ! -f "$target" ]; then
         install_file "$shipped" "$target" 0644 || true

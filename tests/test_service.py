@@ -126,8 +126,10 @@ def installed(tmp_path_factory, shared) -> Path:
 
 
 def test_shell_scripts_are_shellcheck_clean():
-    done = subprocess.run([need("shellcheck"), str(DEPLOY), str(REPO / "tests/arm/run.sh"), str(REPO / ".ci/run")],
-                          capture_output=True, text=True)
+    scripts = [DEPLOY, REPO / ".ci/run", REPO / "tests/qemu-user.sh", REPO / "tests/arm/run.sh",
+               REPO / "tests/system/run.sh", REPO / "tests/system/guest.sh"]
+    # -x: follow what the stages source, from the repository's top (the paths their directives give).
+    done = subprocess.run([need("shellcheck"), "-x", *map(str, scripts)], capture_output=True, text=True, cwd=REPO)
     assert done.returncode == 0, done.stdout
 
 
@@ -175,6 +177,14 @@ def test_deploy_keeps_an_edited_config(installed: Path, shared: Path):
     finally:
         config.write_text(original)
         (installed / "etc/edge-infer/config.yaml.dist").unlink(missing_ok=True)
+
+
+def test_deploy_configures_the_model_it_installs(tmp_path: Path, shared: Path):
+    done = deploy("--root", str(tmp_path), "--model", "mobilenet_v1_0.25_128_quant.tflite", "--model-mirror",
+                  str(shared / "models"))
+    assert done.returncode == 0, done.stderr
+    assert "  path: mobilenet_v1_0.25_128_quant\n" in (tmp_path / "etc/edge-infer/config.yaml").read_text()
+    assert (tmp_path / "var/lib/edge-infer/models/mobilenet_v1_0.25_128_quant.tflite").is_file()
 
 
 def test_dry_run_changes_nothing(tmp_path: Path, shared: Path):

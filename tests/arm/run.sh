@@ -32,6 +32,8 @@ if [ ! -d "$data/models" ] || [ ! -d "$data/images" ]; then
     exit 2
 fi
 
+# shellcheck source=tests/qemu-user.sh
+source "$repo/tests/qemu-user.sh"
 work=$(mktemp -d /tmp/edge-infer-arm.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 
@@ -43,20 +45,6 @@ install_tools() {
         apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
     fi
-}
-
-# Runs "$@" in a private mount namespace in which the kernel runs aarch64 binaries through qemu:
-# binfmt_misc is mounted there and qemu-aarch64 registered (F: qemu is opened now, so it works
-# inside the chroot too). Registering for the whole machine may not be allowed; this is.
-with_qemu() {
-    # shellcheck disable=SC2016  # expanded by the inner bash
-    unshare --mount bash -c '
-        set -e
-        binfmt=/proc/sys/fs/binfmt_misc
-        mount -t binfmt_misc binfmt_misc "$binfmt"
-        [ -e "$binfmt/qemu-aarch64" ] || cat /usr/lib/binfmt.d/qemu-aarch64.conf > "$binfmt/register"
-        exec "$@"
-    ' with_qemu "$@"
 }
 
 build_rootfs() {
@@ -95,19 +83,10 @@ else
     build_rootfs "$rootfs"
 fi
 
-# The aarch64 wheels, fetched on the host. ai-edge-litert 2.x is tagged manylinux_2_27: without every
-# manylinux tag pip would silently pick the old 1.x.
-platforms=()
-for minor in $(seq 17 36); do platforms+=(--platform "manylinux_2_${minor}_aarch64"); done
-platforms+=(--platform manylinux2014_aarch64 --platform linux_aarch64)
 host_python=${PYTHON:-$repo/.venv/bin/python}
 [ -x "$host_python" ] || host_python=python3
-mkdir -p "$rootfs/wheels"
 say "downloading aarch64 wheels"
-"$host_python" -m pip wheel -q --no-deps -w "$rootfs/wheels" "$repo" >"$work/pip.log" 2>&1 ||
-    { tail -5 "$work/pip.log"; exit 1; }
-"$host_python" -m pip download -q --only-binary=:all: "${platforms[@]}" --python-version 3.11 --implementation cp \
-    -d "$rootfs/wheels" "$rootfs"/wheels/edge_infer-*.whl >"$work/pip.log" 2>&1 || { tail -5 "$work/pip.log"; exit 1; }
+download_aarch64_wheels 3.11 "$rootfs/wheels" "$host_python" >"$work/pip.log" 2>&1 || { tail -5 "$work/pip.log"; exit 1; }
 litert=$(find "$rootfs/wheels" -name 'ai_edge_litert-*.whl' -printf '%f\n')
 say "wheels: $litert and $(find "$rootfs/wheels" -name '*.whl' | wc -l) others"
 
@@ -167,7 +146,7 @@ for line in sys.stdin:
 for model in mobilenet_v2_1.0_224_quant mobilenet_v1_0.75_192_quant mobilenet_v1_0.25_128_quant; do
     say "classifying ../shared/images with $model on arm64"
     if ! guest /opt/venv/bin/edge-infer run --model "/data/models/$model.tflite" --source /data/images \
-        --top-k 1 --log-level warning >"$work/arm.jsonl" 2>"$work/arm.err"; then
+        --top-k 1 >"$work/arm.jsonl" 2>"$work/arm.err"; then
         fail "$model on arm64: $(tail -2 "$work/arm.err")"
         continue
     fi
@@ -213,11 +192,10 @@ fi
 # still give the golden labels (with the OpenCV pip picks under the constraint).
 say "deploy.sh's venv step on arm64 Bookworm, whose apt numpy is 1.x"
 apt_numpy=$(guest python3 -c 'import numpy, sys; sys.stdout.write(numpy.__version__)')
-mkdir -p "$rootfs/wheels-apt-numpy" "$rootfs/src"
+mkdir -p "$rootfs/src"
 echo "numpy==$apt_numpy" >"$work/constraints.txt"
-"$host_python" -m pip download -q --only-binary=:all: "${platforms[@]}" --python-version 3.11 --implementation cp \
-    -c "$work/constraints.txt" -d "$rootfs/wheels-apt-numpy" "$rootfs"/wheels/edge_infer-*.whl "setuptools>=68" \
-    >"$work/pip.log" 2>&1 || { tail -5 "$work/pip.log"; exit 1; }
+download_aarch64_wheels 3.11 "$rootfs/wheels-apt-numpy" "$host_python" -c "$work/constraints.txt" >"$work/pip.log" 2>&1 ||
+    { tail -5 "$work/pip.log"; exit 1; }
 git -C "$repo" ls-files -z | (cd "$repo" && xargs -0 cp --parents -t "$rootfs/src")
 if guest env PIP_NO_INDEX=1 PIP_FIND_LINKS=/wheels-apt-numpy bash /src/deploy.sh --root /tmp/pi \
     --model-mirror /data/models >"$work/deploy.log" 2>&1; then

@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# Inside the emulated Debian trixie arm64 guest, as root, started by edge-infer-system-test.service:
+# install edge-infer with deploy.sh as a user would, and check the service under systemd on the vivid
+# camera. Prints "ok: ..." / "FAILED: ..." per check and "N passed, N failed" on the console, leaves
+# the service's journal on the third disk, and powers the guest off. Emulated inference is slow
+# (MobileNet V1 0.25_128 takes ~0.1 s a frame here): the checks wait on behaviour, never on speed.
+set -u
+
+payload=/srv/payload
+results=/srv/results
+mkdir -p "$results"
+passed=0
+failed=0
+ok() { passed=$((passed + 1)); echo "ok: $*"; }
+bad() { failed=$((failed + 1)); echo "FAILED: $*"; }
+check() {  # check NAME COMMAND...: the command's output goes to the results log
+    local name=$1
+    shift
+    echo "== $name" >>"$results/checks.log"
+    if "$@" >>"$results/checks.log" 2>&1; then ok "$name"; else bad "$name"; fi
+}
+wait_until() {  # wait_until SECONDS COMMAND...
+    local deadline=$(($(date +%s) + $1))
+    shift
+    until "$@"; do
+        [ "$(date +%s)" -lt "$deadline" ] || return 1
+        sleep 2
+    done
+}
+main_pid() { systemctl show -p MainPID --value edge-infer; }
+journal_has() { journalctl -u edge-infer --no-pager -o cat | grep -q "$1"; }
+finish() {
+    journalctl -u edge-infer --no-pager >"$results/journal.txt" 2>&1
+    tar -cf /dev/vdc -C "$results" . 2>/dev/null
+    echo "$passed passed, $failed failed"
+    sync
+    echo o >/proc/sysrq-trigger  # an immediate power-off: qemu ends at once
+}
+trap finish EXIT
+
+export PIP_NO_INDEX=1 PIP_FIND_LINKS=$payload/wheels  # pip takes the wheels the host downloaded
+model=mobilenet_v1_0.25_128_quant
+deploy() { bash "$payload/src/deploy.sh" --model "$model.tflite" --model-mirror "$payload/models"; }
+
+# The checks that take more than one command.
+deploy_changes_nothing() {
+    local out
+    out=$(deploy) || return 1
+    echo "$out"
+    ! grep -E "^deploy.sh: (installed|fetched)" <<<"$out"
+}
+ready_after_first_frame() {  # READY=1 carries the status the first classified frame sets
+    systemctl is-active --quiet edge-infer &&
+        systemctl show -p StatusText --value edge-infer | grep -q "^classifying with $model on cpu"
+}
+a_message_on() {  # a_message_on TOPIC-LEVEL COUNT SECONDS PATTERN
+    mosquitto_sub -h localhost -t "edge-infer/+/$1" -C "$2" -W "$3" | tee /dev/stderr | grep -q "$4"
+}
+retained_status_is() { [ "$(mosquitto_sub -h localhost -t "edge-infer/+/status" -C 1 -W 10)" = "$1" ]; }
+exposure_at_most() {
+    systemd-analyze security edge-infer | tee /dev/stderr |
+        grep -oE "Overall exposure level for edge-infer.service: [0-9.]+" | awk -v limit="$1" '{exit !($NF <= limit)}'
+}
+restarted_since() {  # restarted_since PID SECONDS: active again, under another process
+    local deadline=$((SECONDS + $2)) now
+    while [ $SECONDS -lt $deadline ]; do
+        now=$(main_pid)
+        if systemctl is-active --quiet edge-infer && [ "$now" != "$1" ] && [ "$now" != 0 ]; then return 0; fi
+        sleep 2
+    done
+    return 1
+}
+nothing_left() {
+    local path
+    ! id edge-infer 2>/dev/null || { echo "the user is left"; return 1; }
+    ! systemctl cat edge-infer >/dev/null 2>&1 || { echo "the unit is left"; return 1; }
+    for path in /opt/edge-infer /etc/edge-infer /var/lib/edge-infer /etc/systemd/system/edge-infer.service \
+        /etc/systemd/system/multi-user.target.wants/edge-infer.service; do
+        [ ! -e "$path" ] || { echo "left behind: $path"; return 1; }
+    done
+}
+
+# A camera, as a user plugs one in: the kernel's virtual V4L2 camera.
+check "modprobe vivid gives a V4L2 capture device" wait_until 30 bash -c 'modprobe vivid && [ -e /dev/video0 ]'
+
+check "deploy.sh installs and starts the service" deploy
+check "the service user exists, in the video group" bash -c 'id -nG edge-infer | grep -qw video'
+pid=$(main_pid)
+check "a second deploy.sh changes nothing" deploy_changes_nothing
+check "... and leaves the service running as it was" test "$(main_pid)" = "$pid"
+
+# The user's own settings: every result, and stats every 5 s.
+sed -i -e 's/^  publish: change$/  publish: all/' -e 's/^  stats_interval: 30.0 .*$/  stats_interval: 5.0/' \
+    /etc/edge-infer/config.yaml
+check "the edited configuration passes --check-config" \
+    /opt/edge-infer/venv/bin/edge-infer run --config /etc/edge-infer/config.yaml --check-config
+
+# Type=notify: `systemctl start` returns once the model is loaded and the first frame classified.
+systemctl stop edge-infer
+check "systemctl start reaches active (running)" systemctl start edge-infer
+pid=$(main_pid)
+check "... only after the first classified frame" ready_after_first_frame
+check "source: auto found the vivid camera" journal_has "auto source: using /dev/video"
+check "classifications arrive on the guest's mosquitto" a_message_on classification 1 120 '"top"'
+check "status is online, retained" retained_status_is online
+check "systemd-analyze security: exposure at most 2.0" exposure_at_most 2.0
+
+# The camera unplugged and plugged back mid-run: the service stays up, says so, and goes on.
+vivid=$(basename "$(readlink -f /sys/class/video4linux/video0/device)")
+echo "$vivid" >/sys/bus/platform/drivers/vivid/unbind
+check "an unplugged camera is reported as lost" wait_until 60 journal_has "source lost:"
+check "... the stats say reconnecting" a_message_on stats 3 30 '"state": "reconnecting"'
+sleep 35  # longer than WatchdogSec: the watchdog is fed while the source reconnects
+echo "$vivid" >/sys/bus/platform/drivers/vivid/bind
+check "... it is back once plugged in" wait_until 120 journal_has " is back after "
+check "... results resume" a_message_on classification 2 120 '"top"'
+check "... without a restart" test "$(main_pid)" = "$pid"
+
+# Crashes and hangs get the service restarted.
+systemctl kill -s KILL edge-infer
+check "SIGKILL leads to a restart" restarted_since "$pid" 180
+pid=$(main_pid)
+kill -STOP "$pid"
+check "a frozen process (SIGSTOP) is killed by the watchdog and restarted" restarted_since "$pid" 240
+check "... by the watchdog" journal_has "Watchdog timeout"
+
+check "deploy.sh --uninstall --purge" bash "$payload/src/deploy.sh" --uninstall --purge
+check "... leaves nothing behind" nothing_left
