@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from functools import partial
 
 from .config import Config
-from .outputs.base import Output, OutputContext
+from .outputs.base import FrameWatcher, Output, OutputContext
 from .outputs.registry import open_output
 from .pipeline.classifier import Classifier, load_classifier
 from .pipeline.loop import run_pipeline
@@ -109,8 +109,9 @@ def open_run(config: Config, *, stop: threading.Event | None = None, source: Sou
         if notifier is not None:  # under systemd (Type=notify): readiness and watchdog pings ride on the results
             opened.callback(notifier.close)
             outputs = [*outputs, notifier]
-        run = Run(config, classifier, FrameClassifier(classifier, config.preprocess, config.postprocess), source,
-                  tuple(outputs), stats, stop, reader_done)
+        watchers = [output.see_frame for output in outputs if isinstance(output, FrameWatcher)]
+        stages = FrameClassifier(classifier, config.preprocess, config.postprocess, frame_watchers=watchers)
+        run = Run(config, classifier, stages, source, tuple(outputs), stats, stop, reader_done)
         log.info("source: %s (%s)", source.description, "every frame" if run.every_frame else "newest frame")
         yield run
 

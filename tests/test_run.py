@@ -131,3 +131,26 @@ def test_the_notifier_joins_under_systemd(models: Path, tmp_path: Path):
             run.execute()
         messages = [systemd.recv(4096).decode() for _ in range(2)]
     assert messages[0].startswith("READY=1") and messages[1] == "STOPPING=1"
+
+
+class WatchingOutput(ListOutput):
+    """An output that also wants the pictures, as a live view does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[tuple[int, tuple[int, ...], int]] = []
+
+    def see_frame(self, frame) -> None:
+        self.seen.append((frame.seq, frame.image.shape, int(frame.image[0, 0, 0])))
+
+
+def test_outputs_that_watch_frames_see_each_frame_before_its_buffer_is_reused(models: Path, tmp_path: Path):
+    video = write_video(tmp_path / "clip.avi")
+    watcher = WatchingOutput()
+    with open_run(video_config(models, video), outputs=[watcher], environ={}) as run:
+        run.execute()
+    assert [seq for seq, _, _ in watcher.seen] == [1, 2, 3, 4, 5, 6]
+    assert {shape for _, shape, _ in watcher.seen} == {(120, 160, 3)}  # the frame as captured, not the input
+    levels = [level for _, _, level in watcher.seen]
+    assert levels == sorted(levels) and levels[-1] > levels[0]  # each frame's own pixels (written 40 * i)
+    assert [r.frame for r in watcher.results] == [1, 2, 3, 4, 5, 6]

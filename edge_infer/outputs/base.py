@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
-from ..values import Classification
+from ..values import Classification, Frame
 
 
 class OutputClosed(Exception):
@@ -19,6 +19,15 @@ class Output(Protocol):
     def publish(self, result: Classification) -> None: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class FrameWatcher(Protocol):
+    """An output that also wants the pictures (a live view): `see_frame` is called on the capture thread
+    with every frame, before its buffer goes back to the source's pool. It must return at once: copy
+    what it needs (only while somebody watches, at its own rate), never encode or wait there."""
+
+    def see_frame(self, frame: Frame) -> None: ...
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -23,7 +23,8 @@ class FrameClassifier:
     """
 
     def __init__(self, classifier: Classifier, preprocess: PreprocessConfig, postprocess: PostprocessConfig,
-                 clock: Callable[[], float] = time.perf_counter) -> None:
+                 clock: Callable[[], float] = time.perf_counter,
+                 frame_watchers: Sequence[Callable[[Frame], None]] = ()) -> None:
         info = classifier.info
         self._classifier = classifier
         mean, std = normalization(preprocess, info.packed)
@@ -37,6 +38,7 @@ class FrameClassifier:
         self._top_k = postprocess.top_k
         self._threshold = postprocess.threshold
         self._clock = clock
+        self._frame_watchers = tuple(frame_watchers)  # outputs that show the pictures (FrameWatcher.see_frame)
 
     def prepare(self, frame: Frame) -> PreparedFrame:
         start = self._clock()
@@ -44,6 +46,8 @@ class FrameClassifier:
         if staged is None:
             staged = np.empty(self._input_shape, self._input_dtype)
         self._preprocessor(frame.image, staged)
+        for watch in self._frame_watchers:
+            watch(frame)
         frame.release()  # the pixels are in the staging buffer now
         pool = self._staging
         return PreparedFrame(frame.seq, frame.ts, frame.path, staged, (self._clock() - start) * 1e3,
