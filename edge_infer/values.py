@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -22,6 +23,8 @@ class Frame:
     ts: float
     path: str | None = None
     release: Callable[[], None] = field(default=lambda: None, repr=False)
+    # When the source delivered it (time.monotonic): how far a result lags behind reality is measured from here.
+    captured: float = field(default_factory=time.monotonic, repr=False)
 
 
 @dataclass(frozen=True, eq=False)
@@ -34,6 +37,7 @@ class PreparedFrame:
     input: np.ndarray
     preprocess_ms: float
     release: Callable[[], None] = field(default=lambda: None, repr=False)
+    captured: float = field(default_factory=time.monotonic, repr=False)
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,9 @@ class Timing:
     preprocess_ms: float
     inference_ms: float
     postprocess_ms: float
+    # From the source delivering the frame to its result: the stages plus the wait in the hand-off,
+    # i.e. how far the published label lags behind what the camera sees.
+    age_ms: float = 0.0
 
     @property
     def total_ms(self) -> float:
@@ -85,6 +92,7 @@ class Classification:
                 "inference": round(self.timing.inference_ms, 3),
                 "postprocess": round(self.timing.postprocess_ms, 3),
                 "total": round(self.timing.total_ms, 3),
+                "age": round(self.timing.age_ms, 3),
             },
         }
         if self.path is not None:

@@ -47,6 +47,8 @@ def test_result_lines_have_the_documented_fields(cli, models: Path, images: Path
     assert first["score"] >= second["score"]
     latency = result["latency_ms"]
     assert latency["inference"] > 0
+    # age: from the source delivering the frame to this result, so it covers every stage and the waits between
+    assert latency["age"] >= latency["total"] - 0.05
     assert latency["total"] == pytest.approx(latency["preprocess"] + latency["inference"] + latency["postprocess"],
                                              abs=0.01)
     assert "model mobilenet_v1_0.5_160_quant" in done.stderr  # logs go to stderr

@@ -200,6 +200,7 @@ def test_stats_are_published(broker, subscriber, tmp_path, models, images):
     assert stats["fps"] > 0 and stats["inference_ms"]["p95"] >= stats["inference_ms"]["p50"] > 0
     assert stats["model"] == "mobilenet_v1_0.25_128_quant" and stats["backend"] == "cpu"
     assert {"dropped_frames", "uptime_s", "mqtt_backlog_dropped"} <= set(stats)
+    assert stats["age_ms"]["p95"] >= stats["age_ms"]["p50"] >= stats["inference_ms"]["p50"]
 
 
 def test_backlog_keeps_the_newest_results_while_the_broker_is_down(tmp_path):

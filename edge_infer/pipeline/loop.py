@@ -77,7 +77,7 @@ def run_pipeline(source: Source, stages: Stages[Item], outputs: Sequence[Output]
                     on_idle()
                 continue
             result = stages.classify(frame)
-            stats.record(result.timing.inference_ms, handoff.dropped)
+            stats.record(result.timing.inference_ms, handoff.dropped, result.timing.age_ms)
             publish(result, live_outputs, stats)
             if max_frames and stats.frames >= max_frames:
                 break

@@ -51,7 +51,7 @@ class FrameClassifier:
         frame.release()  # the pixels are in the staging buffer now
         pool = self._staging
         return PreparedFrame(frame.seq, frame.ts, frame.path, staged, (self._clock() - start) * 1e3,
-                             release=lambda: pool.give_back(staged))
+                             release=lambda: pool.give_back(staged), captured=frame.captured)
 
     def classify(self, prepared: PreparedFrame) -> Classification:
         info = self._classifier.info
@@ -67,5 +67,5 @@ class FrameClassifier:
         top = ranked_classes(scores, info.labels, self._top_k, self._threshold)
         done = self._clock()
         timing = Timing(prepared.preprocess_ms + (copied - start) * 1e3, (invoked - copied) * 1e3,
-                        (done - invoked) * 1e3)
+                        (done - invoked) * 1e3, (time.monotonic() - prepared.captured) * 1e3)
         return Classification(prepared.seq, prepared.ts, info.name, info.backend, top, timing, prepared.path)

@@ -22,12 +22,14 @@ class RunStats:
         self._clock = clock
         self._started = clock()
         self._inference_ms = np.zeros(window)
+        self._age_ms = np.zeros(window)
         self._finished_at = np.zeros(window)
         self._inference_total_ms = 0.0
 
-    def record(self, inference_ms: float, dropped: int) -> None:
+    def record(self, inference_ms: float, dropped: int, age_ms: float = 0.0) -> None:
         slot = self.frames % len(self._inference_ms)
         self._inference_ms[slot] = inference_ms
+        self._age_ms[slot] = age_ms
         self._finished_at[slot] = self._clock()
         self._inference_total_ms += inference_ms
         self.frames += 1
@@ -51,6 +53,7 @@ class RunStats:
         n = min(self.frames, len(self._inference_ms))
         recent = self._inference_ms[:n]
         p50, p95 = (np.percentile(recent, [50, 95]) if n else (0.0, 0.0))
+        age_p50, age_p95 = (np.percentile(self._age_ms[:n], [50, 95]) if n else (0.0, 0.0))
         return {
             "frames": self.frames,
             "dropped_frames": self.dropped,
@@ -58,6 +61,8 @@ class RunStats:
             "uptime_s": round(self.seconds, 1),
             "fps": round(self.recent_fps(), 2),
             "inference_ms": {"p50": round(float(p50), 3), "p95": round(float(p95), 3)},
+            # capture to result: how far results lag behind reality
+            "age_ms": {"p50": round(float(age_p50), 3), "p95": round(float(age_p95), 3)},
         }
 
     def summary(self) -> str:
