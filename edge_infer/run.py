@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from functools import partial
 
 from .config import Config
+from .models.pull import fetch_missing
 from .outputs.base import FrameWatcher, Output, OutputContext
 from .outputs.registry import open_output
 from .pipeline.classifier import Classifier, load_classifier
@@ -86,6 +87,7 @@ def open_run(config: Config, *, stop: threading.Event | None = None, source: Sou
     and stay the caller's to close. The systemd notifier joins when `environ` has NOTIFY_SOCKET."""
     stop = stop or threading.Event()
     with ExitStack() as opened:
+        fetch_missing(config.model.path, config.model.models_dir, environ.get("EDGE_INFER_MODEL_MIRROR"))
         classifier = load_classifier(config.model)
         info = classifier.info
         reader_done = threading.Event()

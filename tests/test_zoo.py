@@ -7,6 +7,7 @@ import http.server
 import io
 import json
 import re
+import socket
 import tarfile
 import threading
 from pathlib import Path
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from edge_infer.errors import ModelError
-from edge_infer.models.pull import pull, sha256_of
+from edge_infer.models.pull import progress_bar, pull, sha256_of
 from edge_infer.models.zoo import alpha_text, build_manifest, find_entry
 
 MANIFEST = build_manifest()
@@ -214,3 +215,45 @@ def test_inspect_an_edgetpu_model(cli, models: Path):
     done = cli("models", "inspect", str(models / "mobilenet_v1_0.75_192_quant_edgetpu.tflite"), json_lines=False)
     assert done.status == 0
     assert "Edge TPU: required" in done.stdout and "edgetpu-custom-op x1" in done.stdout
+
+
+def test_a_first_run_pulls_a_missing_zoo_model(server, cli, tmp_path: Path, images: Path):
+    models_dir = tmp_path / "models"
+    env = {"EDGE_INFER_MODELS": str(models_dir), "EDGE_INFER_MODEL_MIRROR": server.url, "HOME": str(tmp_path)}
+    done = cli("run", "--model", "mobilenet_v1_0.25_128_quant", "--source", str(images / "parrot.jpg"), env=env)
+    assert done.status == 0, done.stderr
+    assert done.results[0]["top"][0]["label"] == "macaw"
+    assert f"model mobilenet_v1_0.25_128_quant is not in the model directories: downloading it into {models_dir}" \
+        in done.stderr
+    assert sha256_of(models_dir / ENTRY.file_name) == ENTRY.sha256
+    server.requests.clear()
+    assert cli("run", "--model", "mobilenet_v1_0.25_128_quant", "--source", str(images / "parrot.jpg"),
+               env=env).status == 0
+    assert server.requests == []  # there now: no second download
+
+
+def test_a_first_run_offline_says_which_command_to_run(cli, tmp_path: Path, images: Path):
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))  # a port nobody listens on: offline
+    env = {"EDGE_INFER_MODELS": str(tmp_path / "models"), "HOME": str(tmp_path),
+           "EDGE_INFER_MODEL_MIRROR": f"http://127.0.0.1:{closed.getsockname()[1]}/models"}
+    done = cli("run", "--model", "mobilenet_v1_0.25_128_quant", "--source", str(images / "parrot.jpg"), env=env)
+    closed.close()
+    assert done.status == 3
+    [line] = [line for line in done.stderr.splitlines() if line.startswith("edge-infer: error:")]
+    assert "is not here and could not be downloaded" in line
+    assert "run 'edge-infer models pull mobilenet_v1_0.25_128_quant' where there is internet" in line
+
+
+def test_the_progress_bar_shows_on_a_terminal_only():
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    shown, piped = Terminal(), io.StringIO()
+    for stream in (shown, piped):
+        show = progress_bar("mobilenet_v1_0.25_128_quant", stream)
+        for received in (100_000, 300_000, 525_598):
+            show(received, 525_598)
+    assert "mobilenet_v1_0.25_128_quant" in shown.getvalue() and "100%" in shown.getvalue()
+    assert piped.getvalue() == ""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import logging
+import os
 import shutil
 import sys
 import tarfile
@@ -13,9 +15,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
+from tqdm import tqdm
+
 from ..errors import ModelError
-from .files import replacing
-from .zoo import ModelEntry
+from .files import pull_dir, replacing, resolve_model
+from .zoo import ModelEntry, build_manifest, find_entry
+
+log = logging.getLogger(__name__)
 
 CHUNK = 1 << 16
 Progress = Callable[[int, int | None], None]  # (bytes so far, total or None)
@@ -103,19 +109,36 @@ def extract_member(path: Path, entry: ModelEntry) -> None:
 
 
 def progress_bar(name: str, stream: TextIO = sys.stderr) -> Progress:
-    """A one-line progress bar on a terminal; on a pipe or a log, nothing until the end."""
-    interactive = stream.isatty()
+    """A progress bar (tqdm) while a download runs on a terminal; on a pipe or in the journal, none."""
+    bar: tqdm | None = None
 
     def show(received: int, total: int | None) -> None:
-        if not interactive:
-            return
-        if total:
-            filled = int(30 * received / total)
-            stream.write(f"\r{name} [{'#' * filled}{'.' * (30 - filled)}] {received / 1e6:.1f}/{total / 1e6:.1f} MB")
-        else:
-            stream.write(f"\r{name} {received / 1e6:.1f} MB")
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, desc=name, unit="B", unit_scale=True, unit_divisor=1024, file=stream,
+                       disable=not stream.isatty(), leave=True)
+        bar.update(received - bar.n)
         if total is not None and received >= total:
-            stream.write("\n")
-        stream.flush()
+            bar.close()
 
     return show
+
+
+def fetch_missing(name: str, models_dir: str | None, mirror: str | None) -> None:
+    """A model named like a zoo model and not in the model directories is pulled (verified) into the
+    directory `models pull` uses, so a first `edge-infer run` just works; paths are never fetched."""
+    try:
+        resolve_model(name, models_dir)
+        return
+    except ModelError:
+        entry = find_entry(build_manifest(), name)
+        if entry is None or os.sep in name:
+            raise
+    directory = pull_dir(models_dir)
+    log.info("model %s is not in the model directories: downloading it into %s", entry.name, directory)
+    try:
+        pull(entry, directory, mirror, progress_bar(entry.name))
+    except (ModelError, OSError) as exc:
+        raise ModelError(f"model {entry.name} is not here and could not be downloaded "
+                         f"({' '.join(str(exc).split())}): run 'edge-infer models pull {entry.name}' where there "
+                         f"is internet, or copy {entry.file_name} into {directory}") from exc
