@@ -1,0 +1,106 @@
+"""`edge-infer tune`: flags onto a target and a bench plan, a progress bar over the sweep, the decision."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+from ..bench.plan import BenchPlan, default_threads, find_models
+from ..bench.report import format_table
+from ..bench.runner import run_bench
+from ..bench.tune import Target, choose, settings_yaml, write_config
+from ..config import find_config_file, load_config
+from ..errors import EXIT_OK, ConfigError
+from ..models.files import pull_dir
+from ..models.pull import progress_bar, pull
+from ..models.zoo import build_manifest
+from ..sources.opencv import URL_PATTERN, is_camera
+from .arguments import numbers
+
+EXIT_NO_SETTING = 1
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    tune = commands.add_parser("tune", help="pick the most accurate model and thread count that meets a speed "
+                               "target on this board", description="Measure the candidate models end to end on "
+                               "this board and pick the most accurate (published ImageNet top-1) setting that meets "
+                               "the target with a margin. Exit status 1 when none does.")
+    wanted = tune.add_mutually_exclusive_group(required=True)
+    wanted.add_argument("--fps", type=float, help="frames per second to reach, end to end")
+    wanted.add_argument("--latency-ms", type=float, help="per-frame latency (p90) to stay under, end to end")
+    tune.add_argument("--min-top1", type=float, help="published ImageNet top-1 %% at least")
+    tune.add_argument("--margin", type=float, default=0.15, help="beat the target by this fraction (default 0.15)")
+    tune.add_argument("models", nargs="*", metavar="MODEL", help="names, paths or directories (default: every "
+                      "mobilenet*.tflite in the model directories)")
+    tune.add_argument("--models-dir")
+    tune.add_argument("--pull", action="store_true", help="first download the zoo's quantized MobileNets "
+                      "(the V1 width x resolution grid and V2) into the model directory")
+    tune.add_argument("--threads", help="thread counts to try (default: 1 and all cores)")
+    tune.add_argument("--config", help="the configuration whose source to measure on (a camera or stream; "
+                      "otherwise a synthetic 640x480 frame)")
+    tune.add_argument("--write", metavar="CONFIG", help="write the choice into this YAML file (comments and other "
+                      "keys kept); without it the YAML to paste is printed")
+    tune.add_argument("--quick", action="store_true", help="shorter measurements")
+    tune.set_defaults(handler=command_tune)
+
+
+def pull_candidates(models_dir: str | None) -> None:
+    directory = pull_dir(models_dir)
+    for entry in build_manifest():
+        if entry.input_type == "uint8" and not entry.edgetpu and entry.top1 is not None:
+            pull(entry, directory, None, progress_bar(entry.name))
+
+
+def live_source(config_file: str | None) -> dict[str, object] | None:
+    """The configured source when it is a camera or a stream: frames as the run will see them."""
+    config = load_config(find_config_file(config_file))
+    options = config.source.options
+    if config.source.type in ("auto", "picamera2"):
+        return {"type": config.source.type}
+    device = getattr(options, "device", None)
+    if config.source.type == "opencv" and device is not None and (is_camera(device) or URL_PATTERN.match(str(device))):
+        return {"type": "opencv", "device": device}
+    return None
+
+
+def command_tune(args: argparse.Namespace) -> int:
+    if args.margin < 0 or (args.fps is not None and args.fps <= 0) or \
+            (args.latency_ms is not None and args.latency_ms <= 0):
+        raise ConfigError("--fps, --latency-ms and --margin must be positive")
+    target = Target(args.fps, args.latency_ms, args.min_top1, args.margin)
+    if args.pull:
+        pull_candidates(args.models_dir)
+    threads = tuple(numbers("--threads", args.threads, int)) if args.threads else default_threads()
+    plan = BenchPlan(models=tuple(find_models(args.models, args.models_dir)), threads=threads,
+                     warmup=5 if args.quick else 10, runs=20 if args.quick else 100,
+                     frames=30 if args.quick else 120, seconds=0.3 if args.quick else 1.5, reference=False,
+                     source=live_source(args.config) if args.config else None)
+    with tqdm(total=len(plan.models) * len(threads), desc="measuring", unit="setting", file=sys.stderr,
+              disable=not sys.stderr.isatty()) as bar:
+        def progress(line: str) -> None:
+            if line.startswith("["):
+                bar.set_postfix_str(line.split("] ", 1)[-1], refresh=False)
+                bar.update()
+            else:
+                bar.write(line, file=sys.stderr)
+
+        report = run_bench(plan, progress)
+    print(format_table(report))
+    choice = choose(report, target)
+    if choice is None:
+        print(f"edge-infer: no setting meets {target.describe()} on this board: relax the target, or try smaller "
+              "models (--pull)", file=sys.stderr)
+        return EXIT_NO_SETTING
+    print(f"chosen for {target.describe()}: {choice.model}, {choice.threads} thread(s): {choice.pipeline.fps:.1f} fps, "
+          f"p90 {choice.pipeline.p90_ms:.1f} ms per frame, published top-1 "
+          f"{choice.published_top1 if choice.published_top1 is not None else 'unknown'} %", file=sys.stderr)
+    if args.write:
+        write_config(Path(args.write), choice)
+        load_config(args.write)  # what was written must be a valid configuration
+        print(f"edge-infer: wrote the choice into {args.write}", file=sys.stderr)
+    else:
+        print(settings_yaml(choice), end="")
+    return EXIT_OK
