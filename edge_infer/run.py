@@ -13,18 +13,20 @@ import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 
 from .config import Config
+from .errors import ModelError
 from .models.pull import fetch_missing
 from .outputs.base import FrameWatcher, Output, OutputContext
 from .outputs.registry import open_output
 from .pipeline.classifier import Classifier, load_classifier
 from .pipeline.loop import run_pipeline
-from .pipeline.stages import FrameClassifier
+from .pipeline.stages import FrameClassifier, SwitchableStages
 from .pipeline.stats import RunStats
 from .service.board import board_health
+from .service.guard import Reading, ThermalGuard, watch
 from .service.systemd import SystemdNotifier
 from .sources.base import Source, SourceHints
 from .sources.reconnect import ReconnectingSource
@@ -33,18 +35,32 @@ from .sources.registry import open_source
 log = logging.getLogger(__name__)
 
 
+@dataclass
+class GuardState:
+    """The thermal guard's last step, for the stats."""
+
+    level: int = 0
+    model: str = ""
+    temperature_c: float | None = None
+
+
 @dataclass(frozen=True)
 class Run:
     """What one run opened, and the loop over it. Made by `open_run`, which closes it."""
 
     config: Config
-    classifier: Classifier
-    stages: FrameClassifier
+    stages: SwitchableStages
     source: Source
     outputs: tuple[Output, ...]
     stats: RunStats
     stop: threading.Event
     reader_done: threading.Event  # no capture thread is reading the source, so it may be closed
+    guard: GuardState | None = None  # with run.guard enabled
+
+    @property
+    def classifier(self) -> Classifier:
+        """The classifier in use (the thermal guard may have stepped to another model)."""
+        return self.stages.current.classifier
 
     @property
     def every_frame(self) -> bool:
@@ -54,10 +70,24 @@ class Run:
 
     def snapshot(self) -> dict[str, object]:
         """The run's statistics, the source's health and the board's, as the MQTT stats message carries them."""
-        snapshot: dict[str, object] = self.stats.snapshot()
+        info = self.classifier.info
+        snapshot: dict[str, object] = {**self.stats.snapshot(), "model": info.name, "backend": info.backend}
         if isinstance(self.source, ReconnectingSource):
             snapshot["source"] = self.source.health().to_json_dict()
+        if self.guard is not None:
+            snapshot["guard"] = {"level": self.guard.level, "model": self.guard.model,
+                                 "temperature_c": self.guard.temperature_c}
         return {**snapshot, **board_health()}
+
+    def step(self, level: int, reading: Reading) -> None:
+        """The thermal guard's step: switch to the ladder's model at `level` (0: the configured one)."""
+        models = [self.config.model.path, *self.config.run.guard.ladder]
+        assert self.guard is not None
+        why = "throttling" if reading.throttling else f"{reading.temperature_c:.1f} C"
+        log.warning("thermal guard (%s): %s %s to %s", why, "stepping down" if level > self.guard.level else
+                    "cool again, stepping up", self.guard.model, models[level])
+        self.guard.level, self.guard.model, self.guard.temperature_c = level, models[level], reading.temperature_c
+        self.stages.switch(models[level])
 
     def execute(self, *, outputs: Sequence[Output] = (), stop: threading.Event | None = None,
                 stats: RunStats | None = None) -> RunStats:
@@ -112,10 +142,34 @@ def open_run(config: Config, *, stop: threading.Event | None = None, source: Sou
             opened.callback(notifier.close)
             outputs = [*outputs, notifier]
         watchers = [output.see_frame for output in outputs if isinstance(output, FrameWatcher)]
-        stages = FrameClassifier(classifier, config.preprocess, config.postprocess, frame_watchers=watchers)
-        run = Run(config, classifier, stages, source, tuple(outputs), stats, stop, reader_done)
+
+        def stages_for(model: str) -> FrameClassifier:
+            loaded = load_classifier(replace(config.model, path=model))
+            return FrameClassifier(loaded, config.preprocess, config.postprocess, frame_watchers=watchers)
+
+        stages = SwitchableStages(FrameClassifier(classifier, config.preprocess, config.postprocess,
+                                                  frame_watchers=watchers), stages_for)
+        guard = config.run.guard
+        run = Run(config, stages, source, tuple(outputs), stats, stop, reader_done,
+                  GuardState(model=config.model.path) if guard.enabled else None)
+        if guard.enabled:
+            start_guard(run, environ)
         log.info("source: %s (%s)", source.description, "every frame" if run.every_frame else "newest frame")
         yield run
+
+
+def start_guard(run: Run, environ: Mapping[str, str]) -> None:
+    """The thermal guard's thread; its ladder's models are fetched now, not when the board is already hot."""
+    guard = run.config.run.guard
+    for model in guard.ladder:
+        try:
+            fetch_missing(model, run.config.model.models_dir, environ.get("EDGE_INFER_MODEL_MIRROR"))
+        except ModelError as exc:
+            log.warning("thermal guard: %s", exc)
+    log.info("thermal guard: above %g C (or when the firmware throttles) stepping down through %s",
+             guard.hot_c, ", ".join(guard.ladder))
+    threading.Thread(target=watch, args=(guard, ThermalGuard(guard, len(guard.ladder) + 1), run.step, run.stop),
+                     name="thermal-guard", daemon=True).start()
 
 
 def close_source(source: Source, reader_done: threading.Event) -> None:

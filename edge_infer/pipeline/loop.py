@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from ..outputs.base import Output, OutputClosed
+from ..service.guard import GuardConfig
 from ..sources.base import Source
 from ..values import Classification, Frame
 from .capture import FrameHandoff, Item, start_capture
@@ -26,6 +27,7 @@ class RunConfig:
     # auto: newest for cameras and streams, all for image and video files.
     frames: Literal["auto", "newest", "all"] = "auto"
     max_frames: int = field(default=0, metadata={"min": 0})  # 0: until the source ends or a signal
+    guard: GuardConfig = GuardConfig()  # the thermal guard: cheaper models while the board is hot
 
 
 class Stages(Protocol[Item]):
@@ -33,7 +35,7 @@ class Stages(Protocol[Item]):
 
     def prepare(self, frame: Frame) -> Item: ...
 
-    def classify(self, prepared: Item) -> Classification: ...
+    def classify(self, prepared: Item) -> Classification | None: ...  # None: the frame is passed over
 
 
 def publish(result: Classification, outputs: list[Output], stats: RunStats) -> None:
@@ -77,6 +79,8 @@ def run_pipeline(source: Source, stages: Stages[Item], outputs: Sequence[Output]
                     on_idle()
                 continue
             result = stages.classify(frame)
+            if result is None:
+                continue
             stats.record(result.timing.inference_ms, handoff.dropped, result.timing.age_ms)
             publish(result, live_outputs, stats)
             if max_frames and stats.frames >= max_frames:
