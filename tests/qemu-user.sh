@@ -15,13 +15,13 @@ with_qemu() {
     ' with_qemu "$@"
 }
 
-# The aarch64 wheels edge-infer needs for CPython $1 (e.g. 3.13), downloaded on this machine into $2:
-# the guests have no network. ai-edge-litert 2.x is tagged manylinux_2_27: without every manylinux
-# tag pip would silently pick the old 1.x. Extra arguments go to pip download (constraints).
+# The aarch64 wheels edge-infer (its source in $4) needs for CPython $1 (e.g. 3.13), downloaded on this
+# machine into $2 with the Python $3: the guests have no network. ai-edge-litert 2.x is tagged
+# manylinux_2_27: without every manylinux tag pip would silently pick the old 1.x. Extra arguments go
+# to pip download (constraints).
 download_aarch64_wheels() {
-    local python_version=$1 into=$2 host_python=$3 source_dir
-    shift 3
-    source_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+    local python_version=$1 into=$2 host_python=$3 source_dir=$4
+    shift 4
     local platforms=() minor
     for minor in $(seq 17 36); do platforms+=(--platform "manylinux_2_${minor}_aarch64"); done
     platforms+=(--platform manylinux2014_aarch64 --platform linux_aarch64)

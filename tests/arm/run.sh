@@ -86,7 +86,7 @@ fi
 host_python=${PYTHON:-$repo/.venv/bin/python}
 [ -x "$host_python" ] || host_python=python3
 say "downloading aarch64 wheels"
-download_aarch64_wheels 3.11 "$rootfs/wheels" "$host_python" >"$work/pip.log" 2>&1 || { tail -5 "$work/pip.log"; exit 1; }
+download_aarch64_wheels 3.11 "$rootfs/wheels" "$host_python" "$repo" >"$work/pip.log" 2>&1 || { tail -5 "$work/pip.log"; exit 1; }
 litert=$(find "$rootfs/wheels" -name 'ai_edge_litert-*.whl' -printf '%f\n')
 say "wheels: $litert and $(find "$rootfs/wheels" -name '*.whl' | wc -l) others"
 
@@ -194,7 +194,7 @@ say "deploy.sh's venv step on arm64 Bookworm, whose apt numpy is 1.x"
 apt_numpy=$(guest python3 -c 'import numpy, sys; sys.stdout.write(numpy.__version__)')
 mkdir -p "$rootfs/src"
 echo "numpy==$apt_numpy" >"$work/constraints.txt"
-download_aarch64_wheels 3.11 "$rootfs/wheels-apt-numpy" "$host_python" -c "$work/constraints.txt" >"$work/pip.log" 2>&1 ||
+download_aarch64_wheels 3.11 "$rootfs/wheels-apt-numpy" "$host_python" "$repo" -c "$work/constraints.txt" >"$work/pip.log" 2>&1 ||
     { tail -5 "$work/pip.log"; exit 1; }
 git -C "$repo" ls-files -z | (cd "$repo" && xargs -0 cp --parents -t "$rootfs/src")
 if guest env PIP_NO_INDEX=1 PIP_FIND_LINKS=/wheels-apt-numpy bash /src/deploy.sh --root /tmp/pi \

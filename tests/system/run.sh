@@ -88,13 +88,13 @@ fi
 # aarch64 wheels for trixie's Python 3.13, the models deploy.sh takes from --model-mirror, the checks.
 payload=$work/payload
 mkdir -p "$payload/src" "$payload/models"
-git -C "$repo" ls-files -z | (cd "$repo" && xargs -0 cp --parents -t "$payload/src")
+git -C "$repo" archive HEAD | tar -x -C "$payload/src"
 cp "$data/models/mobilenet_v1_0.25_128_quant.tflite" "$payload/models/"
 host_python=${PYTHON:-$repo/.venv/bin/python}
 [ -x "$host_python" ] || host_python=python3
 say "downloading aarch64 wheels for Python 3.13"
-download_aarch64_wheels 3.13 "$payload/wheels" "$host_python" >"$work/pip.log" 2>&1 || { tail -5 "$work/pip.log"; exit 1; }
-cp "$repo/tests/system/guest.sh" "$payload/guest.sh"
+download_aarch64_wheels 3.13 "$payload/wheels" "$host_python" "$payload/src" >"$work/pip.log" 2>&1 || { tail -5 "$work/pip.log"; exit 1; }
+cp "$payload/src/tests/system/guest.sh" "$payload/guest.sh"
 tar -cf "$work/payload.tar" -C "$payload" .
 truncate -s 64M "$work/results.raw"
 # The base image stays untouched: every run writes to its own overlay.
@@ -113,7 +113,8 @@ say "the guest ran $(($(date +%s) - booted)) s (exit $status)"
 
 mkdir -p "$work/results"
 tar -xf "$work/results.raw" -C "$work/results" 2>/dev/null || true
-grep -aE '^(ok|FAILED): ' "$work/console.log" || true
+# The console carries the checks' lines as journald forwards them: "[time] bash[pid]: ok: ...".
+grep -aoE '(ok|FAILED): .*' "$work/console.log" | tr -d '\r' || true
 summary=$(grep -aoE '[0-9]+ passed, [0-9]+ failed' "$work/console.log" | tail -1 || true)
 if [ -z "$summary" ]; then
     say "the guest did not finish (timeout or crash); the end of its console:"
