@@ -42,7 +42,7 @@ class Signals:
 
 
 def build_parser(signals: Signals) -> argparse.ArgumentParser:
-    from . import bench, models, run, tune  # the heavy imports, once the signals are ours
+    from . import bench, doctor, models, run, tune  # the heavy imports, once the signals are ours
 
     parser = argparse.ArgumentParser(prog="edge-infer", description="On-device image classification with "
                                      "MobileNet TFLite models.")
@@ -53,6 +53,7 @@ def build_parser(signals: Signals) -> argparse.ArgumentParser:
     models.add_parser(commands)
     bench.add_parser(commands)
     tune.add_parser(commands)
+    doctor.add_parser(commands)
     return parser
 
 
