@@ -13,11 +13,11 @@ passed=0
 failed=0
 ok() { passed=$((passed + 1)); echo "ok: $*"; }
 bad() { failed=$((failed + 1)); echo "FAILED: $*"; }
-check() {  # check NAME COMMAND...: the command's output goes to the results log
-    local name=$1
+check() {  # check NAME COMMAND...: the command's output goes to the results log; how long it took to the line
+    local name=$1 started=$SECONDS
     shift
     echo "== $name" >>"$results/checks.log"
-    if "$@" >>"$results/checks.log" 2>&1; then ok "$name"; else bad "$name"; fi
+    if "$@" >>"$results/checks.log" 2>&1; then ok "$name ($((SECONDS - started)) s)"; else bad "$name"; fi
 }
 wait_until() {  # wait_until SECONDS COMMAND...
     local deadline=$(($(date +%s) + $1))
