@@ -150,6 +150,7 @@ def test_grid_skips_what_is_built(cli, tmp_path: Path):
     (("--arch", "mobilenet_v2", "--alpha", "0.25", "--resolution", "96"), "mobilenet_v2 supports 0.35"),
     (("--alpha", "0.25", "--resolution", "128", "--quantize", "int4"), "--quantize: 'int4' is not one of"),
     (("--alpha", "0.25", "--resolution", "128", "--quantize", "uint8"), "needs --calibration DIR"),
+    (("--alpha", "0.25", "--resolution", "128"), "--quantize int8 needs --calibration DIR"),  # the default: int8
 ])
 def test_bad_requests_fail_before_building(cli, tmp_path: Path, args, message):
     done = cli("models", "build", *args, "--output", str(tmp_path / "x.tflite"), json_lines=False)

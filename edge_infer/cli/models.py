@@ -42,7 +42,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     builder.add_argument("--weights", default="none", help="imagenet (downloads Keras's weights), none (random: "
                          "for speed measurements), or a fine-tuned Keras model file")
     builder.add_argument("--classes", type=int, help="output classes with --weights none (default 1000)")
-    builder.add_argument("--quantize", default="uint8", help="int8, uint8 (full-integer; default), float16, float32")
+    builder.add_argument("--quantize", default="int8", help="int8 (full-integer, int8 in and out; default), uint8 "
+                         "(full-integer, uint8 in and out), float16, float32")
     builder.add_argument("--calibration", help="a directory of images for full-integer quantization")
     builder.add_argument("--labels", help="labels file to pack into the model (default: ImageNet's with "
                          "--weights imagenet, else class N)")

@@ -51,7 +51,7 @@ class BuildRequest:
     resolution: int
     weights: str = "none"  # imagenet, none, or a Keras model file
     classes: int | None = None  # None: 1000, or what a weights file has
-    quantize: str = "uint8"
+    quantize: str = "int8"  # full-integer, int8 in and out: XNNPACK's fastest path
     calibration: str | None = None
     labels: str | None = None
     output: str | None = None
