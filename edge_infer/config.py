@@ -15,6 +15,8 @@ import yaml
 
 from .errors import ConfigError
 from .outputs.mqtt import MqttConfig
+from .outputs.snapshots import SnapshotsConfig
+from .outputs.web import WebConfig
 from .pipeline.classifier import ModelConfig
 from .pipeline.loop import RunConfig
 from .pipeline.postprocess import PostprocessConfig
@@ -36,9 +38,11 @@ class Config:
     preprocess: PreprocessConfig = PreprocessConfig()
     postprocess: PostprocessConfig = PostprocessConfig()
     run: RunConfig = RunConfig()
-    outputs: tuple[Literal["stdout", "mqtt"], ...] = field(default=("stdout",),
-                                                            metadata={"min_length": 1, "unique": True})
+    outputs: tuple[Literal["stdout", "mqtt", "web", "snapshots"], ...] = field(
+        default=("stdout",), metadata={"min_length": 1, "unique": True})
     mqtt: MqttConfig = MqttConfig()
+    web: WebConfig = WebConfig()
+    snapshots: SnapshotsConfig = SnapshotsConfig()
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
 

@@ -101,15 +101,19 @@ def test_policy_all_publishes_everything():
     assert all(policy.admit(result("cat")) for _ in range(10))
 
 
-def test_discovery_describes_three_sensors_of_one_device():
-    topics = {"classification": f"{BASE}/classification", "status": f"{BASE}/status", "stats": f"{BASE}/stats"}
+TOPICS = {level: f"{BASE}/{level}" for level in ("classification", "status", "stats", "event", "snapshot")}
+
+
+def test_discovery_describes_three_sensors_and_an_event_of_one_device():
+    topics = TOPICS
     messages = discovery_messages("homeassistant", DEVICE, topics, "mobilenet")
     node = f"homeassistant/sensor/edge_infer_{DEVICE}"
-    assert sorted(messages) == [f"{node}/{key}/config" for key in ("fps", "label", "score")]
+    assert sorted(messages) == [f"homeassistant/event/edge_infer_{DEVICE}/label_changed/config",
+                                *(f"{node}/{key}/config" for key in ("fps", "label", "score"))]
     label = messages[f"{node}/label/config"]
     assert label["state_topic"] == topics["classification"] and label["availability"][0]["topic"] == topics["status"]
     assert len({json.dumps(m["device"]) for m in messages.values()}) == 1
-    assert len({m["unique_id"] for m in messages.values()}) == 3
+    assert len({m["unique_id"] for m in messages.values()}) == 4
 
 
 # --- end to end --------------------------------------------------------------------------------
@@ -359,3 +363,175 @@ def test_the_first_stats_come_soon_after_connecting_and_count_the_backlog(broker
         process.communicate(timeout=10)
     assert stats[0].at - online[0].at < 3.0  # not after stats_interval (600 s)
     assert stats[0].json()["mqtt_backlog"] == 0
+
+
+# --- Home Assistant: what it accepts, discovery again when it comes online, events, snapshots -----
+
+# What Home Assistant's MQTT platforms accept in a discovery config, from homeassistant/components/mqtt:
+# config.py (MQTT_BASE_SCHEMA, MQTT_RO_SCHEMA), schemas.py (MQTT_ENTITY_COMMON_SCHEMA, the availability and
+# device schemas), sensor.py, event.py and image.py. Its discovery schemas drop unknown keys without a word
+# (vol.REMOVE_EXTRA): a misspelt key would silently do nothing there, so here it fails.
+HA_BASE = {"qos", "encoding", "group"}
+HA_COMMON = {"availability", "availability_mode", "availability_template", "availability_topic",
+             "payload_available", "payload_not_available", "device", "origin", "enabled_by_default",
+             "entity_category", "icon", "json_attributes_topic", "json_attributes_template", "object_id",
+             "unique_id", "default_entity_id"}
+HA_PLATFORMS: dict[str, tuple[set[str], set[str]]] = {  # platform: (required, allowed)
+    "sensor": ({"state_topic"}, HA_BASE | HA_COMMON | {
+        "state_topic", "value_template", "device_class", "expire_after", "force_update", "last_reset_value_template",
+        "name", "options", "suggested_display_precision", "state_class", "unit_of_measurement"}),
+    "event": ({"state_topic", "event_types"}, HA_BASE | HA_COMMON | {
+        "state_topic", "value_template", "device_class", "name", "event_types"}),
+    "image": (set(), HA_BASE | HA_COMMON | {"content_type", "name", "url_topic", "image_topic", "image_encoding",
+                                             "url_template"}),
+}
+HA_AVAILABILITY_ENTRY = {"topic", "payload_available", "payload_not_available", "value_template"}
+HA_DEVICE = {"identifiers", "connections", "manufacturer", "model", "model_id", "name", "hw_version",
+             "serial_number", "sw_version", "via_device", "suggested_area", "configuration_url"}
+
+
+def check_home_assistant_schema(topic: str, config: dict) -> None:
+    prefix, platform, node, key, tail = topic.split("/")
+    assert prefix == "homeassistant" and tail == "config" and node == f"edge_infer_{DEVICE}", topic
+    required, allowed = HA_PLATFORMS[platform]
+    assert required <= set(config), (topic, required - set(config))
+    assert set(config) <= allowed, (topic, set(config) - allowed)
+    assert "availability_topic" not in config or "availability" not in config  # exclusive
+    for entry in config["availability"]:
+        assert "topic" in entry and set(entry) <= HA_AVAILABILITY_ENTRY, entry
+    assert set(config["device"]) <= HA_DEVICE and config["device"]["identifiers"], config["device"]
+    assert isinstance(config["unique_id"], str) and isinstance(config["name"], str)
+    if platform == "event":
+        assert config["event_types"] and all(isinstance(t, str) for t in config["event_types"])
+    if platform == "image":
+        assert ("image_topic" in config) != ("url_topic" in config)  # exactly one
+        assert "content_type" not in config or "url_topic" not in config
+        assert config.get("image_encoding", "b64") == "b64"
+    if "json_attributes_template" in config:
+        assert "json_attributes_topic" in config
+
+
+@pytest.mark.parametrize("snapshots", [False, True])
+def test_discovery_configs_follow_home_assistants_schemas(snapshots: bool):
+    messages = discovery_messages("homeassistant", DEVICE, TOPICS, "mobilenet", snapshots=snapshots)
+    for topic, config in messages.items():
+        check_home_assistant_schema(topic, json.loads(json.dumps(config)))
+    platforms = sorted(topic.split("/")[1] for topic in messages)
+    assert platforms == ["event", *(["image"] if snapshots else []), "sensor", "sensor", "sensor"]
+    label = messages[f"homeassistant/sensor/edge_infer_{DEVICE}/label/config"]
+    # The top-k as the label's attributes, from the classification JSON ({"top": [...]}).
+    assert label["json_attributes_topic"] == TOPICS["classification"]
+    assert label["json_attributes_template"] == "{{ {'top': value_json.top} | tojson }}"
+    event = messages[f"homeassistant/event/edge_infer_{DEVICE}/label_changed/config"]
+    assert event["state_topic"] == TOPICS["event"] and event["event_types"] == ["label_changed"]
+    if snapshots:
+        image = messages[f"homeassistant/image/edge_infer_{DEVICE}/snapshot/config"]
+        assert image["image_topic"] == TOPICS["snapshot"] and image["content_type"] == "image/jpeg"
+
+
+def discovery_configs(subscriber: Subscriber, after: float = 0.0) -> dict[str, dict]:
+    return {m.topic: m.json() for m in subscriber.messages
+            if m.topic.startswith("homeassistant/") and m.topic.endswith("/config") and m.payload and m.at > after}
+
+
+def test_discovery_is_sent_again_when_home_assistant_comes_online(broker, subscriber):
+    output = MqttOutput(MqttConfig(port=broker.port, device=DEVICE, stats_interval=0), OutputContext("m", "cpu", dict))
+    try:
+        subscriber.wait_for(lambda m: m.topic.endswith("/label/config"))
+        first = discovery_configs(subscriber)
+        assert len(first) == 4
+        ha = Subscriber(broker.port)  # stands in for Home Assistant's own client
+        try:
+            said_offline = time.monotonic()
+            ha.client.publish("homeassistant/status", "offline", qos=1).wait_for_publish(5)
+            time.sleep(1.0)
+            assert discovery_configs(subscriber, after=said_offline) == {}  # "offline" asks for nothing
+            said_online = time.monotonic()
+            ha.client.publish("homeassistant/status", "online", qos=1).wait_for_publish(5)
+            subscriber.wait_for(lambda m: m.topic.endswith("/label_changed/config") and m.at > said_online)
+            time.sleep(0.3)
+        finally:
+            ha.close()
+        again = discovery_configs(subscriber, after=said_online)
+        assert again == first  # every entity, as first announced
+    finally:
+        output.close()
+
+
+def test_each_new_top_label_fires_a_home_assistant_event(broker, subscriber):
+    output = MqttOutput(MqttConfig(port=broker.port, device=DEVICE, stats_interval=0, max_per_second=0),
+                        OutputContext("m", "cpu", dict))
+    try:
+        subscriber.wait_for(lambda m: m.topic == f"{BASE}/status" and m.payload == "online")
+        time.sleep(0.3)
+        for seq, label in enumerate(["cat", "cat", "dog", "dog", "dog", "cat"], start=1):
+            output.publish(result(label, seq))
+        deadline = time.monotonic() + 10
+        while len(subscriber.on(f"{BASE}/event")) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)
+    finally:
+        output.close()
+    events = subscriber.on(f"{BASE}/event")
+    assert [e.json() for e in events] == [{"event_type": "label_changed", "label": label, "score": 0.9}
+                                          for label in ("cat", "dog", "cat")]
+    assert not any(e.retain for e in events)  # Home Assistant ignores retained events
+    late = Subscriber(broker.port)
+    time.sleep(0.5)
+    assert late.on("/event") == []  # and none is retained for a late subscriber
+    late.close()
+
+
+def test_the_newest_snapshot_waits_for_the_broker_and_is_retained(tmp_path: Path):
+    from test_snapshots import BinarySubscriber, payload_bytes
+
+    need("mosquitto")
+    server = Broker(tmp_path)  # not started yet
+    output = MqttOutput(MqttConfig(port=server.port, device=DEVICE, stats_interval=0), OutputContext("m", "cpu", dict),
+                        snapshots=True)
+    try:
+        output.publish_snapshot(b"\xff\xd8 older \xff\xd9")
+        output.publish_snapshot(b"\xff\xd8 newest \x80\x81 \xff\xd9")  # not UTF-8: sent as bytes
+        server.start()
+        listener = BinarySubscriber(server.port)
+        try:
+            listener.wait_for(lambda m: m.topic == f"{BASE}/snapshot", timeout=40)
+            time.sleep(0.3)
+            sent = [payload_bytes(m) for m in listener.on(f"{BASE}/snapshot")]
+        finally:
+            listener.close()
+        late = BinarySubscriber(server.port)
+        try:
+            retained = late.wait_for(lambda m: m.topic == f"{BASE}/snapshot")
+            late.wait_for(lambda m: m.topic.endswith("/snapshot/config"))
+        finally:
+            late.close()
+    finally:
+        output.close()
+        server.stop()
+    assert sent == [b"\xff\xd8 newest \x80\x81 \xff\xd9"]  # only the newest waited
+    assert retained[-1].retain and payload_bytes(retained[-1]) == sent[0]
+
+
+def test_the_image_entity_is_removed_when_snapshots_are_off(broker):
+    context = OutputContext("m", "cpu", dict)
+    image_topic = f"homeassistant/image/edge_infer_{DEVICE}/snapshot/config"
+    with_snapshots = MqttOutput(MqttConfig(port=broker.port, device=DEVICE, stats_interval=0), context, snapshots=True)
+    late = Subscriber(broker.port)
+    late.wait_for(lambda m: m.topic == image_topic)
+    late.close()
+    with_snapshots.close()
+    without = MqttOutput(MqttConfig(port=broker.port, device=DEVICE, stats_interval=0), context)
+    try:
+        deadline = time.monotonic() + 10
+        while not without.connected:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        time.sleep(0.3)  # its discovery is out
+        later = Subscriber(broker.port)
+        later.wait_for(lambda m: m.topic.endswith("/label_changed/config"))
+        time.sleep(0.5)
+        assert [m for m in later.messages if m.topic == image_topic] == []  # no retained config left
+        later.close()
+    finally:
+        without.close()

@@ -2,7 +2,12 @@
 Home Assistant discovery.
 
 Topics under `<topic_prefix>/<device>/`: `classification` (the stdout JSON), `status` (retained:
-online / offline as the last will / stopped on a clean shutdown), `stats` (every stats_interval s).
+online / offline as the last will / stopped on a clean shutdown), `stats` (every stats_interval s),
+`event` (a label_changed event for Home Assistant on each new top label), `snapshot` (retained: the
+snapshots output's newest JPEG, binary).
+Home Assistant's discovery configs are retained, and sent again whenever Home Assistant announces
+itself (`online` on `<discovery_prefix>/status`), as its MQTT documentation advises: a broker that
+lost its retained messages, or a Home Assistant that started after us, still finds the device.
 The broker may be down at start or restart at any time: paho reconnects with backoff in its own
 thread, and results published while disconnected wait in a bounded backlog (newest kept, drops counted).
 """
@@ -67,7 +72,7 @@ class MqttConfig:
     max_per_second: float = field(default=2.0, metadata={"min": 0.0})
     stats_interval: float = field(default=30.0, metadata={"min": 0.0})  # seconds; 0: no stats
     backlog: int = field(default=100, metadata={"min": 0, "max": 100000})  # results kept while disconnected
-    discovery: bool = True  # Home Assistant MQTT discovery
+    discovery: bool = True  # Home Assistant MQTT discovery (sent again when Home Assistant comes online)
     discovery_prefix: str = "homeassistant"
 
 
@@ -110,9 +115,23 @@ def read_password(config: MqttConfig) -> str | None:
     return None
 
 
-def discovery_messages(prefix: str, device: str, topics: dict[str, str], model: str) -> dict[str, dict[str, Any]]:
-    """Home Assistant MQTT discovery configs: sensors for the top label, its score and the fps."""
-    node = f"edge_infer_{re.sub(r'[^a-zA-Z0-9_-]', '_', device)}"
+EVENT_LABEL_CHANGED = "label_changed"
+
+
+def node_id(device: str) -> str:
+    return f"edge_infer_{re.sub(r'[^a-zA-Z0-9_-]', '_', device)}"
+
+
+def image_discovery_topic(prefix: str, device: str) -> str:
+    return f"{prefix}/image/{node_id(device)}/snapshot/config"
+
+
+def discovery_messages(prefix: str, device: str, topics: dict[str, str], model: str,
+                       snapshots: bool = False) -> dict[str, dict[str, Any]]:
+    """Home Assistant MQTT discovery configs: sensors for the top label (the top-k as its attributes), its
+    score and the fps; an event entity firing `label_changed`; with `snapshots`, an image entity showing
+    the newest snapshot. Keys as Home Assistant's mqtt sensor, event and image platforms define them."""
+    node = node_id(device)
     common = {
         # "stopped" (clean shutdown) must read as unavailable too, not only the last will's "offline".
         "availability": [{"topic": topics["status"],
@@ -120,28 +139,47 @@ def discovery_messages(prefix: str, device: str, topics: dict[str, str], model: 
         "device": {"identifiers": [node], "name": f"edge-infer {device}", "manufacturer": "edge-infer",
                    "model": model, "sw_version": __version__},
     }
-    sensors = {
-        "label": {"name": "Label", "state_topic": topics["classification"], "icon": "mdi:eye",
-                  "value_template": "{{ value_json.top[0].label if value_json.top else 'none' }}"},
-        "score": {"name": "Score", "state_topic": topics["classification"], "state_class": "measurement",
-                  "value_template": "{{ (value_json.top[0].score if value_json.top else 0) | round(3) }}"},
-        "fps": {"name": "FPS", "state_topic": topics["stats"], "unit_of_measurement": "fps",
-                "state_class": "measurement", "value_template": "{{ value_json.fps }}"},
+    entities: dict[tuple[str, str], dict[str, Any]] = {
+        ("sensor", "label"): {
+            "name": "Label", "state_topic": topics["classification"], "icon": "mdi:eye",
+            "value_template": "{{ value_json.top[0].label if value_json.top else 'none' }}",
+            # The whole ranking as the label's attributes: {"top": [{"index", "label", "score"}, ...]}.
+            "json_attributes_topic": topics["classification"],
+            "json_attributes_template": "{{ {'top': value_json.top} | tojson }}"},
+        ("sensor", "score"): {
+            "name": "Score", "state_topic": topics["classification"], "state_class": "measurement",
+            "value_template": "{{ (value_json.top[0].score if value_json.top else 0) | round(3) }}"},
+        ("sensor", "fps"): {
+            "name": "FPS", "state_topic": topics["stats"], "unit_of_measurement": "fps",
+            "state_class": "measurement", "value_template": "{{ value_json.fps }}"},
+        # Payload {"event_type": "label_changed", "label": ..., "score": ...}: the rest become the event's attributes.
+        ("event", "label_changed"): {
+            "name": "Label changed", "state_topic": topics["event"], "event_types": [EVENT_LABEL_CHANGED],
+            "icon": "mdi:eye-refresh"},
     }
-    return {f"{prefix}/sensor/{node}/{key}/config": {**common, **sensor, "unique_id": f"{node}_{key}"}
-            for key, sensor in sensors.items()}
+    if snapshots:  # the raw JPEG bytes, retained (image_topic: no image_encoding, so not base64)
+        entities[("image", "snapshot")] = {"name": "Snapshot", "image_topic": topics["snapshot"],
+                                           "content_type": "image/jpeg"}
+    return {f"{prefix}/{platform}/{node}/{key}/config": {**common, **entity, "unique_id": f"{node}_{key}"}
+            for (platform, key), entity in entities.items()}
 
 
 class MqttOutput:
     name = "mqtt"
 
-    def __init__(self, config: MqttConfig, context: OutputContext) -> None:
+    def __init__(self, config: MqttConfig, context: OutputContext, snapshots: bool = False) -> None:
         self._config = config
         self._context = context
+        self._snapshots = snapshots  # a snapshots output will publish: announce the image entity
         self.device = topic_safe(config.device or socket.gethostname())
         base = f"{config.topic_prefix.rstrip('/')}/{self.device}"
-        self.topics = {level: f"{base}/{level}" for level in ("classification", "status", "stats")}
+        self.topics = {level: f"{base}/{level}" for level in ("classification", "status", "stats", "event",
+                                                               "snapshot")}
+        self._ha_status_topic = f"{config.discovery_prefix}/status"
         self._policy = PublishPolicy(config.publish, config.max_per_second)
+        # Events on every new top label, whatever `publish` says, capped like it (a flickering label).
+        self._events = PublishPolicy("change", config.max_per_second)
+        self._pending_snapshot: bytes | None = None  # the newest snapshot made while disconnected
         self._lock = threading.Lock()
         self._backlog: deque[str] = deque(maxlen=config.backlog)
         self.backlog_dropped = 0
@@ -180,6 +218,7 @@ class MqttOutput:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_connect_fail = self._on_connect_fail
+        client.on_message = self._on_message
         return client
 
     # paho's network thread calls these three.
@@ -193,9 +232,8 @@ class MqttOutput:
         if not closing:
             client.publish(self.topics["status"], STATUS_ONLINE, qos=1, retain=True)
         if self._config.discovery and not closing:
-            for topic, sensor in discovery_messages(self._config.discovery_prefix, self.device, self.topics,
-                                                    self._context.model).items():
-                client.publish(topic, json.dumps(sensor), qos=1, retain=True)
+            self._send_discovery(client)
+            client.subscribe(self._ha_status_topic, qos=1)  # Home Assistant's birth message: send discovery again
         with self._lock:
             self._connected = True
             self._connections += 1
@@ -204,10 +242,29 @@ class MqttOutput:
             self._backlog.clear()
             for payload in waiting:
                 self._send(payload)
+            snapshot, self._pending_snapshot = self._pending_snapshot, None
+        if snapshot is not None:
+            client.publish(self.topics["snapshot"], snapshot, qos=self._config.qos, retain=True)
         if closing:
             client.publish(self.topics["status"], STATUS_STOPPED, qos=1, retain=True)
         log.info("mqtt: connected to %s:%d%s", self._config.host, self._config.port,
                  f", sent {len(waiting)} results kept while disconnected" if waiting else "")
+
+    def _send_discovery(self, client: mqtt.Client) -> None:
+        prefix = self._config.discovery_prefix
+        for topic, entity in discovery_messages(prefix, self.device, self.topics, self._context.model,
+                                                self._snapshots).items():
+            client.publish(topic, json.dumps(entity), qos=1, retain=True)
+        if not self._snapshots:  # an image entity announced by an earlier configuration: remove it
+            client.publish(image_discovery_topic(prefix, self.device), b"", qos=1, retain=True)
+
+    def _on_message(self, client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
+        if message.topic == self._ha_status_topic and message.payload == b"online":
+            with self._lock:
+                closing = self._closing
+            if not closing:
+                self._send_discovery(client)
+                log.info("mqtt: Home Assistant came online; discovery sent again")
 
     def _on_disconnect(self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _properties: Any) -> None:
         with self._lock:
@@ -223,7 +280,14 @@ class MqttOutput:
             self._outage_logged = True
             log.warning("mqtt: %s; keeping the newest %d results meanwhile", message, self._config.backlog)
 
+    @property
+    def connected(self) -> bool:
+        with self._lock:
+            return self._connected
+
     def publish(self, result: Classification) -> None:
+        if result.top and self._events.admit(result):
+            self._publish_event(result)
         if not self._policy.admit(result):
             return
         payload = result.to_json()
@@ -237,14 +301,33 @@ class MqttOutput:
         if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
             raise ConnectionError(f"mqtt publish failed: {mqtt.error_string(info.rc)}")
 
+    def _publish_event(self, result: Classification) -> None:
+        """Home Assistant's event entity: not retained (it ignores retained events), not kept while disconnected
+        (an event is about now)."""
+        if self.connected:
+            top = result.top[0]
+            event = {"event_type": EVENT_LABEL_CHANGED, "label": top.label, "score": round(top.score, 6)}
+            self._client.publish(self.topics["event"], json.dumps(event), self._config.qos, retain=False)
+
+    def publish_snapshot(self, jpeg: bytes) -> None:
+        """The newest snapshot, retained (Home Assistant's image entity shows it); from the snapshots thread.
+        While disconnected only the newest one waits."""
+        with self._lock:
+            if not self._connected:
+                self._pending_snapshot = jpeg
+                return
+        self._client.publish(self.topics["snapshot"], jpeg, self._config.qos, retain=True)
+
     def _send(self, payload: str) -> mqtt.MQTTMessageInfo:
         return self._client.publish(self.topics["classification"], payload, self._config.qos, self._config.retain)
 
     def stats_message(self) -> dict[str, object]:
         with self._lock:
             backlog = len(self._backlog)
-        return {**self._context.stats(), "mqtt_backlog": backlog, "mqtt_backlog_dropped": self.backlog_dropped,
-                "model": self._context.model, "backend": self._context.backend}
+        # The run's stats name the model in use (the thermal guard may have stepped to another); the
+        # model the output was opened with is only the fallback.
+        return {"model": self._context.model, "backend": self._context.backend, **self._context.stats(),
+                "mqtt_backlog": backlog, "mqtt_backlog_dropped": self.backlog_dropped}
 
     def _watch(self, clock: Callable[[], float] = time.monotonic) -> None:
         """One thread for what runs on a timer: the stats (the first soon after each connection) and the
@@ -296,4 +379,4 @@ class MqttOutput:
 
 
 def open_mqtt(config: Config, context: OutputContext) -> MqttOutput:
-    return MqttOutput(config.mqtt, context)
+    return MqttOutput(config.mqtt, context, snapshots="snapshots" in config.outputs)
