@@ -440,18 +440,18 @@ def test_metrics_say_whether_mqtt_is_connected(tmp_path: Path, models: Path, ima
         return float(next(line.split()[1] for line in text.splitlines()
                           if line.startswith("edge_infer_mqtt_connected ")))
 
+    def wait_until_connected_is(value: float) -> None:
+        deadline = time.monotonic() + 15
+        while connected() != value:
+            assert time.monotonic() < deadline, f"edge_infer_mqtt_connected never became {value}"
+            time.sleep(0.2)
+
     try:
         run.wait_ready()
-        deadline = time.monotonic() + 15
-        while connected() != 1:
-            assert time.monotonic() < deadline, "never connected"
-            time.sleep(0.2)
+        wait_until_connected_is(1)
         assert run.status()["mqtt_connected"] is True
         broker.stop()
-        deadline = time.monotonic() + 15
-        while connected() != 0:
-            assert time.monotonic() < deadline, "still connected after the broker stopped"
-            time.sleep(0.2)
+        wait_until_connected_is(0)
         assert run.status()["mqtt_connected"] is False
         run.stop()
     finally:
