@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from broker import Broker, Subscriber
-from conftest import error_lines, need
+from conftest import error_lines, need, python_start_up_s
 
 from edge_infer.outputs.base import OutputContext
 from edge_infer.outputs.mqtt import MqttConfig, MqttOutput, PublishPolicy, discovery_messages
@@ -319,7 +319,8 @@ def retained_status(port: int) -> str | None:
 def test_sigterm_at_any_moment_leaves_stopped_or_nothing(broker, tmp_path, models, images):
     config = write_config(tmp_path / "c.yaml", f"  port: {broker.port}\n  discovery: false", loop_source(images))
     seen = []
-    for delay in (0.05, 0.3, 0.6, 0.9, 1.2, 1.5, 2.0, 3.0):  # from Python's start-up to a running loop
+    python_up = python_start_up_s()
+    for delay in (python_up + extra for extra in (0.0, 0.25, 0.55, 0.85, 1.15, 1.45, 2.0, 3.0)):  # start-up .. loop
         clear = Subscriber(broker.port)
         clear.client.publish(f"{BASE}/status", b"", qos=1, retain=True).wait_for_publish(5)  # forget the last run
         clear.close()
@@ -327,7 +328,9 @@ def test_sigterm_at_any_moment_leaves_stopped_or_nothing(broker, tmp_path, model
         time.sleep(delay)
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=15)
-        assert process.returncode == 0 and "Traceback" not in stderr, stderr
+        # Before our handler exists SIGTERM's default action ends the process: systemd counts that as clean.
+        clean = (0, -signal.SIGTERM) if delay == python_up else (0,)
+        assert process.returncode in clean and "Traceback" not in stderr, stderr
         status = retained_status(broker.port)
         seen.append(status)
         assert status in ("stopped", None), (delay, status)
