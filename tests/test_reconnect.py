@@ -190,7 +190,7 @@ class ScriptedCamera:
 
 
 def test_a_lost_camera_is_reopened_with_backoff(monkeypatch, caplog):
-    monkeypatch.setattr(reconnect, "FIRST_RETRY_S", 0.01)
+    monkeypatch.setattr(reconnect, "FIRST_RETRY_S", 0.05)
     cameras = [ScriptedCamera(2)]
     attempts: list[float] = []
 
