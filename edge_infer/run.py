@@ -134,7 +134,7 @@ def open_run(config: Config, *, stop: threading.Event | None = None, source: Sou
         if outputs is None:
             outputs = []
             for name in config.outputs:
-                output = open_output(name, config, context)
+                output = open_output(name, config, context, outputs)
                 opened.callback(output.close)
                 outputs.append(output)
         notifier = SystemdNotifier.from_environment(environ)

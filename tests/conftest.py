@@ -112,3 +112,13 @@ def python_start_up_s() -> float:
     started = time.monotonic()
     subprocess.run([sys.executable, "-c", "pass"], check=True)
     return 2 * (time.monotonic() - started)
+
+
+class FakeClock:
+    """A clock the test moves by hand (`clock.now += 1.0`), for code that takes a clock."""
+
+    def __init__(self, now: float = 0.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from broker import Broker, Subscriber
-from conftest import error_lines, need, python_start_up_s
+from conftest import FakeClock, error_lines, need, python_start_up_s
 
 from edge_infer.outputs.base import OutputContext
 from edge_infer.outputs.mqtt import MqttConfig, MqttOutput, PublishPolicy, discovery_messages
@@ -61,14 +61,6 @@ def start_cli(config: Path, model: Path, cwd: Path, *extra: str, env: dict | Non
 
 
 # --- pure parts --------------------------------------------------------------------------------
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
 
 def test_policy_change_publishes_only_new_labels():
     policy = PublishPolicy("change", 0, FakeClock())

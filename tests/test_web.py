@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 import pytest
 from broker import Broker, free_port
-from conftest import REPO, error_lines, need
+from conftest import REPO, FakeClock, error_lines, need
 
 from edge_infer.outputs.base import OutputContext
 from edge_infer.outputs.web import BOUNDARY, FrameGrabber, Histogram, JpegHub, WebConfig, WebOutput, render_metrics
@@ -530,16 +530,8 @@ def frame(seq: int, image: np.ndarray) -> Frame:
     return Frame(seq=seq, image=image, ts=0.0)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_the_grabber_copies_only_on_demand_at_the_capped_rate_into_two_reused_buffers():
-    clock, demand = Clock(), [False]
+    clock, demand = FakeClock(100.0), [False]
     grabber = FrameGrabber(10.0, lambda: demand[0], clock)
     image = np.zeros((48, 64, 3), np.uint8)
     for seq in range(30):  # nobody watching: nothing copied
