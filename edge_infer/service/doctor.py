@@ -72,10 +72,11 @@ LIST_CAMERAS = ("import json\n"
                 "for c in Picamera2.global_camera_info()]))\n")
 
 # Which groups open which devices: video for /dev/video* and the media nodes, plugdev for the USB Coral
-# (libedgetpu's udev rule).
+# (google-coral/libedgetpu debian/edgetpu-accelerator.rules: GROUP="plugdev").
 WANTED_GROUPS = {"video": "cameras", "plugdev": "a USB Coral"}
 
-# USB ids of the Coral USB Accelerator: Global Unichip until libedgetpu loads its firmware, Google after.
+# USB ids of the Coral USB Accelerator: Global Unichip until libedgetpu loads its firmware, Google after
+# (the same rule file matches both).
 CORAL_USB_IDS = {("1a6e", "089a"): "USB Coral (firmware not loaded yet)", ("18d1", "9302"): "USB Coral"}
 
 HOT_C = 80.0  # where a Pi 4 or 5 starts throttling (85 C is the hard limit)

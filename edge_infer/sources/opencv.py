@@ -21,10 +21,13 @@ log = logging.getLogger(__name__)
 URL_PATTERN = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 DEVICE_PATTERN = re.compile(r"^/dev/video(\d+)$")
 # FFmpeg's RTSP over UDP loses packets on Wi-Fi (grey, smeared frames); TCP is what cameras' apps use.
-# OpenCV passes this variable's "key;value|key;value" options to FFmpeg when it opens a stream.
+# OpenCV passes this variable's "key;value|key;value" options to FFmpeg when it opens a stream
+# (opencv/opencv modules/videoio/src/cap_ffmpeg_impl.hpp, CvCapture_FFMPEG::open).
 FFMPEG_OPTIONS = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
 RTSP_OVER_TCP = "rtsp_transport;tcp"
-# A stream that stops sending makes read() fail after this long instead of blocking (FFmpeg backend).
+# A stream that stops sending makes read() fail after this long instead of blocking: the FFmpeg backend's
+# interrupt callback enforces CAP_PROP_OPEN_TIMEOUT_MSEC / CAP_PROP_READ_TIMEOUT_MSEC (cap_ffmpeg_impl.hpp,
+# grabFrame's interrupt_metadata.timeout_after_ms).
 STREAM_OPEN_TIMEOUT_MS = 10_000
 STREAM_READ_TIMEOUT_MS = 5_000
 
@@ -90,7 +93,8 @@ class OpenCVSource:
         # No CAP_PROP_BUFFERSIZE: FFmpeg ignores it, and with V4L2 one buffer leaves the driver nothing to
         # fill while we read; the capture thread reads all the time, so queued frames never go stale.
         # Before the size: USB cameras send YUYV by default, which USB 2 carries at 720p only at a few
-        # fps; MJPG gets the full frame rate. A camera without MJPG keeps its format.
+        # fps; MJPG gets the full frame rate. A camera without MJPG keeps its format. (OpenCV's V4L2
+        # backend, modules/videoio/src/cap_v4l.cpp, applies CAP_PROP_FOURCC and the size with VIDIOC_S_FMT.)
         if is_camera(device) and (config.width or config.height) and \
                 not capture.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter.fourcc(*"MJPG")):
             log.debug("%s: no MJPG, keeping the camera's format", self.description)

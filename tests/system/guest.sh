@@ -105,7 +105,9 @@ check "classifications arrive on the guest's mosquitto" a_message_on classificat
 check "status is online, retained" retained_status_is online
 check "systemd-analyze security: exposure at most 2.0" exposure_at_most 2.0
 
-# The camera unplugged and plugged back mid-run: the service stays up, says so, and goes on.
+# The camera unplugged and plugged back mid-run: the service stays up, says so, and goes on. rmmod cannot
+# remove vivid while the service holds /dev/video0 open; unbinding the driver (the driver core's sysfs
+# "unbind"/"bind", Documentation/ABI/testing/sysfs-bus-platform) removes the device as an unplug does.
 vivid=$(basename "$(readlink -f /sys/class/video4linux/video0/device)")
 echo "$vivid" >/sys/bus/platform/drivers/vivid/unbind
 check "an unplugged camera is reported as lost" wait_until 60 journal_has "source lost:"
