@@ -11,17 +11,19 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from functools import partial
 
 from .config import Config
 from .errors import ModelError
+from .models.files import resolve_model
 from .models.pull import fetch_missing
 from .outputs.base import FrameWatcher, Output, OutputContext
 from .outputs.registry import open_output
-from .pipeline.classifier import Classifier, load_classifier
+from .pipeline.classifier import Classifier, LoadedModel, ModelConfig, load_classifier
+from .pipeline.failover import Failover
 from .pipeline.loop import run_pipeline
 from .pipeline.stages import FrameClassifier, SwitchableStages
 from .pipeline.stats import RunStats
@@ -74,6 +76,8 @@ class Run:
         snapshot: dict[str, object] = {**self.stats.snapshot(), "model": info.name, "backend": info.backend}
         if isinstance(self.source, ReconnectingSource):
             snapshot["source"] = self.source.health().to_json_dict()
+        if self.stages.failover is not None:
+            snapshot["accelerator"] = self.stages.failover.health().to_json_dict()
         if self.guard is not None:
             snapshot["guard"] = {"level": self.guard.level, "model": self.guard.model,
                                  "temperature_c": self.guard.temperature_c}
@@ -117,7 +121,13 @@ def open_run(config: Config, *, stop: threading.Event | None = None, source: Sou
     and stay the caller's to close. The systemd notifier joins when `environ` has NOTIFY_SOCKET."""
     stop = stop or threading.Event()
     with ExitStack() as opened:
-        fetch_missing(config.model.path, config.model.models_dir, environ.get("EDGE_INFER_MODEL_MIRROR"))
+        mirror = environ.get("EDGE_INFER_MODEL_MIRROR")
+        fetch_missing(config.model.path, config.model.models_dir, mirror)
+        if config.model.delegate == "edgetpu" and config.model.fallback_model:  # now, not when the Coral fails
+            try:
+                fetch_missing(config.model.fallback_model, config.model.models_dir, mirror)
+            except ModelError as exc:
+                raise ModelError(f"model.fallback_model: {exc}") from exc
         classifier = load_classifier(config.model)
         info = classifier.info
         reader_done = threading.Event()
@@ -143,12 +153,14 @@ def open_run(config: Config, *, stop: threading.Event | None = None, source: Sou
             outputs = [*outputs, notifier]
         watchers = [output.see_frame for output in outputs if isinstance(output, FrameWatcher)]
 
-        def stages_for(model: str) -> FrameClassifier:
-            loaded = load_classifier(replace(config.model, path=model))
-            return FrameClassifier(loaded, config.preprocess, config.postprocess, frame_watchers=watchers)
+        def stages_for(model_config: ModelConfig) -> FrameClassifier:
+            return FrameClassifier(load_classifier(model_config), config.preprocess, config.postprocess,
+                                   frame_watchers=watchers)
 
         stages = SwitchableStages(FrameClassifier(classifier, config.preprocess, config.postprocess,
-                                                  frame_watchers=watchers), stages_for)
+                                                  frame_watchers=watchers),
+                                  lambda model: stages_for(replace(config.model, path=model)), config.model.path,
+                                  edgetpu_failover(config.model, info, stages_for))
         guard = config.run.guard
         run = Run(config, stages, source, tuple(outputs), stats, stop, reader_done,
                   GuardState(model=config.model.path) if guard.enabled else None)
@@ -156,6 +168,20 @@ def open_run(config: Config, *, stop: threading.Event | None = None, source: Sou
             start_guard(run, environ)
         log.info("source: %s (%s)", source.description, "every frame" if run.every_frame else "newest frame")
         yield run
+
+
+def edgetpu_failover(model: ModelConfig, loaded: LoadedModel,
+                     stages_for: Callable[[ModelConfig], FrameClassifier]) -> Failover[FrameClassifier] | None:
+    """With the Edge TPU and a fallback model configured, the failover between them; it starts out lost
+    when the run could not open the Edge TPU and is already on the fallback."""
+    if model.delegate != "edgetpu" or not model.fallback_model:
+        return None
+    fallback = resolve_model(model.fallback_model, model.models_dir)
+    on_fallback = loaded.backend == "cpu" and loaded.path == str(fallback) != str(
+        resolve_model(model.path, model.models_dir))
+    return Failover(lambda path: stages_for(replace(model, path=path, fallback_model=None)),
+                    lambda: stages_for(replace(model, path=str(fallback), delegate="cpu")), model.fallback_model,
+                    lost_at_start=on_fallback)
 
 
 def start_guard(run: Run, environ: Mapping[str, str]) -> None:

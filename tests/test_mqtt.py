@@ -17,7 +17,7 @@ from broker import Broker, Subscriber
 from conftest import FakeClock, error_lines, need, python_start_up_s
 
 from edge_infer.outputs.base import OutputContext
-from edge_infer.outputs.mqtt import MqttConfig, MqttOutput, PublishPolicy, discovery_messages
+from edge_infer.outputs.mqtt import MqttConfig, MqttOutput, PublishPolicy, discovery_messages, what_runs
 from edge_infer.values import Class, Classification, Timing
 
 DEVICE = "testdev"
@@ -41,8 +41,8 @@ def subscriber(broker: Broker):
     client.close()
 
 
-def result(label: str, seq: int = 1) -> Classification:
-    return Classification(seq, 0.0, "m", "cpu", (Class(1, label, 0.9),), Timing(1, 2, 3))
+def result(label: str, seq: int = 1, backend: str = "cpu") -> Classification:
+    return Classification(seq, 0.0, "m", backend, (Class(1, label, 0.9),), Timing(1, 2, 3))
 
 
 def write_config(path: Path, mqtt: str, source: str, outputs: str = "[mqtt]", extra: str = "") -> Path:
@@ -66,6 +66,15 @@ def test_policy_change_publishes_only_new_labels():
     policy = PublishPolicy("change", 0, FakeClock())
     labels = ["cat", "cat", "dog", "dog", "cat"]
     assert [policy.admit(result(label)) for label in labels] == [True, False, True, False, True]
+
+
+def test_policy_change_publishes_a_new_backend_when_asked():
+    """The classification topic shows a failover to the CPU even when the label stays; events do not fire."""
+    results = [result("cat", backend="edgetpu"), result("cat", backend="cpu"), result("cat", backend="cpu")]
+    classifications = PublishPolicy("change", 0, FakeClock(), key=what_runs)
+    events = PublishPolicy("change", 0, FakeClock())
+    assert [classifications.admit(r) for r in results] == [True, True, False]
+    assert [events.admit(r) for r in results] == [True, False, False]
 
 
 def test_policy_rate_caps_messages_per_second():
@@ -96,16 +105,17 @@ def test_policy_all_publishes_everything():
 TOPICS = {level: f"{BASE}/{level}" for level in ("classification", "status", "stats", "event", "snapshot")}
 
 
-def test_discovery_describes_three_sensors_and_an_event_of_one_device():
+def test_discovery_describes_four_sensors_and_an_event_of_one_device():
     topics = TOPICS
     messages = discovery_messages("homeassistant", DEVICE, topics, "mobilenet")
     node = f"homeassistant/sensor/edge_infer_{DEVICE}"
     assert sorted(messages) == [f"homeassistant/event/edge_infer_{DEVICE}/label_changed/config",
-                                *(f"{node}/{key}/config" for key in ("fps", "label", "score"))]
+                                *(f"{node}/{key}/config" for key in ("backend", "fps", "label", "score"))]
     label = messages[f"{node}/label/config"]
     assert label["state_topic"] == topics["classification"] and label["availability"][0]["topic"] == topics["status"]
     assert len({json.dumps(m["device"]) for m in messages.values()}) == 1
-    assert len({m["unique_id"] for m in messages.values()}) == 4
+    assert len({m["unique_id"] for m in messages.values()}) == 5
+    assert messages[f"{node}/backend/config"]["state_topic"] == topics["stats"]
 
 
 # --- end to end --------------------------------------------------------------------------------
@@ -412,7 +422,7 @@ def test_discovery_configs_follow_home_assistants_schemas(snapshots: bool):
     for topic, config in messages.items():
         check_home_assistant_schema(topic, json.loads(json.dumps(config)))
     platforms = sorted(topic.split("/")[1] for topic in messages)
-    assert platforms == ["event", *(["image"] if snapshots else []), "sensor", "sensor", "sensor"]
+    assert platforms == ["event", *(["image"] if snapshots else []), "sensor", "sensor", "sensor", "sensor"]
     label = messages[f"homeassistant/sensor/edge_infer_{DEVICE}/label/config"]
     # The top-k as the label's attributes, from the classification JSON ({"top": [...]}).
     assert label["json_attributes_topic"] == TOPICS["classification"]
@@ -434,7 +444,7 @@ def test_discovery_is_sent_again_when_home_assistant_comes_online(broker, subscr
     try:
         subscriber.wait_for(lambda m: m.topic.endswith("/label/config"))
         first = discovery_configs(subscriber)
-        assert len(first) == 4
+        assert len(first) == 5
         ha = Subscriber(broker.port)  # stands in for Home Assistant's own client
         try:
             said_offline = time.monotonic()

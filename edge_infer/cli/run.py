@@ -88,6 +88,10 @@ def command_run(args: argparse.Namespace) -> int:
     if isinstance(run.source, ReconnectingSource):
         health = run.source.health()
         outages = f", {health.outages} source outage(s) ({health.outage_s:.1f} s without frames)"
+    failover = run.stages.failover
+    if failover is not None and failover.health().failovers:
+        lost = failover.health()
+        outages += f", {lost.failovers} time(s) on the CPU fallback ({lost.lost_s:.1f} s without the Edge TPU)"
     log.info("done: %s%s", stats.summary(), outages)
     if run.source.skipped and signals.received is None:  # a looping source stopped by a signal is done
         log.error("%d frame(s) of %s could not be read", run.source.skipped, run.source.description)

@@ -2,9 +2,9 @@
 Home Assistant discovery.
 
 Topics under `<topic_prefix>/<device>/`: `classification` (the stdout JSON), `status` (retained:
-online / offline as the last will / stopped on a clean shutdown), `stats` (every stats_interval s),
-`event` (a label_changed event for Home Assistant on each new top label), `snapshot` (retained: the
-snapshots output's newest JPEG, binary).
+online / offline as the last will / stopped on a clean shutdown), `stats` (every stats_interval s, and
+at once when the backend changes: the Edge TPU failover), `event` (a label_changed event for Home
+Assistant on each new top label), `snapshot` (retained: the snapshots output's newest JPEG, binary).
 Home Assistant's discovery configs are retained, and sent again whenever Home Assistant announces
 itself (`online` on `<discovery_prefix>/status`), as its MQTT documentation advises: a broker that
 lost its retained messages, or a Home Assistant that started after us, still finds the device.
@@ -81,24 +81,36 @@ def topic_safe(name: str) -> str:
     return re.sub(r"[/+#\s]+", "_", name).strip("_") or "edge-infer"
 
 
-class PublishPolicy:
-    """Decides which results go to the broker, so a 30 fps camera does not flood it."""
+def top_label(result: Classification) -> str | None:
+    return result.top[0].label if result.top else None
 
-    def __init__(self, mode: str, max_per_second: float, clock: Callable[[], float] = time.monotonic) -> None:
+
+def what_runs(result: Classification) -> tuple[str | None, str, str]:
+    """The label and what made it: a result from another model or backend is news even with the same label."""
+    return top_label(result), result.model, result.backend
+
+
+class PublishPolicy:
+    """Decides which results go to the broker, so a 30 fps camera does not flood it.
+    In `change` mode a result is new when `key` of it changes."""
+
+    def __init__(self, mode: str, max_per_second: float, clock: Callable[[], float] = time.monotonic,
+                 key: Callable[[Classification], object] = top_label) -> None:
         self._mode = mode
         self._min_gap = 1.0 / max_per_second if max_per_second > 0 and mode != "all" else 0.0
         self._clock = clock
-        self._last_label: str | None = None
+        self._key = key
+        self._last_key: object = None
         self._last_time = float("-inf")
 
     def admit(self, result: Classification) -> bool:
-        label = result.top[0].label if result.top else None
-        if self._mode == "change" and label == self._last_label:
+        key = self._key(result)
+        if self._mode == "change" and key == self._last_key:
             return False
         now = self._clock()
         if now - self._last_time < self._min_gap:
             return False
-        self._last_label, self._last_time = label, now
+        self._last_key, self._last_time = key, now
         return True
 
 
@@ -129,8 +141,9 @@ def image_discovery_topic(prefix: str, device: str) -> str:
 def discovery_messages(prefix: str, device: str, topics: dict[str, str], model: str,
                        snapshots: bool = False) -> dict[str, dict[str, Any]]:
     """Home Assistant MQTT discovery configs: sensors for the top label (the top-k as its attributes), its
-    score and the fps; an event entity firing `label_changed`; with `snapshots`, an image entity showing
-    the newest snapshot. Keys as Home Assistant's mqtt sensor, event and image platforms define them."""
+    score, the fps and the backend (cpu or edgetpu); an event entity firing `label_changed`; with `snapshots`,
+    an image entity showing the newest snapshot. Keys as Home Assistant's mqtt sensor, event and image
+    platforms define them."""
     node = node_id(device)
     common = {
         # "stopped" (clean shutdown) must read as unavailable too, not only the last will's "offline".
@@ -149,6 +162,9 @@ def discovery_messages(prefix: str, device: str, topics: dict[str, str], model: 
         ("sensor", "score"): {
             "name": "Score", "state_topic": topics["classification"], "state_class": "measurement",
             "value_template": "{{ (value_json.top[0].score if value_json.top else 0) | round(3) }}"},
+        ("sensor", "backend"): {
+            "name": "Backend", "state_topic": topics["stats"], "icon": "mdi:chip",
+            "value_template": "{{ value_json.backend }}"},
         ("sensor", "fps"): {
             "name": "FPS", "state_topic": topics["stats"], "unit_of_measurement": "fps",
             "state_class": "measurement", "value_template": "{{ value_json.fps }}"},
@@ -176,7 +192,9 @@ class MqttOutput:
         self.topics = {level: f"{base}/{level}" for level in ("classification", "status", "stats", "event",
                                                                "snapshot")}
         self._ha_status_topic = f"{config.discovery_prefix}/status"
-        self._policy = PublishPolicy(config.publish, config.max_per_second)
+        self._policy = PublishPolicy(config.publish, config.max_per_second, key=what_runs)
+        self._backend: str | None = None  # of the last result: a new one (the Edge TPU failover) sends the stats now
+        self._stats_due = False
         # Events on every new top label, whatever `publish` says, capped like it (a flickering label).
         self._events = PublishPolicy("change", config.max_per_second)
         self._pending_snapshot: bytes | None = None  # the newest snapshot made while disconnected
@@ -286,6 +304,10 @@ class MqttOutput:
             return self._connected
 
     def publish(self, result: Classification) -> None:
+        if result.backend != self._backend:
+            with self._lock:
+                self._stats_due = self._backend is not None
+            self._backend = result.backend
         if result.top and self._events.admit(result):
             self._publish_event(result)
         if not self._policy.admit(result):
@@ -340,12 +362,15 @@ class MqttOutput:
             now = clock()
             with self._lock:
                 connected, connections, outage = self._connected, self._connections, self._outage_logged
+                stats_due = self._stats_due
             if connections != seen_connections:  # a new connection: stats soon, and a new wait if it drops
                 seen_connections, warned = connections, False
                 next_stats = now + FIRST_STATS_S
             if connected:
                 waiting_since = now
-                if self._config.stats_interval > 0 and now >= next_stats:
+                if self._config.stats_interval > 0 and (now >= next_stats or stats_due):
+                    with self._lock:
+                        self._stats_due = False
                     self._client.publish(self.topics["stats"], json.dumps(self.stats_message()), qos=0)
                     next_stats = now + self._config.stats_interval
             elif not warned and not outage and now - waiting_since > NO_ANSWER_WARNING_S:

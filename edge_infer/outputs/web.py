@@ -525,13 +525,22 @@ class WebOutput:
 
     def status(self) -> dict[str, object]:
         result = self._result
-        return {"result": result.to_json_dict() if result is not None else None, "stats": self.stats(),
-                "model": self._context.model, "backend": self._context.backend,
-                "mqtt_connected": self.mqtt_connected(), "viewers": self.hub.viewers, "version": __version__}
+        stats = self.stats()
+        return {"result": result.to_json_dict() if result is not None else None, "stats": stats,
+                **self.running(stats), "mqtt_connected": self.mqtt_connected(), "viewers": self.hub.viewers,
+                "version": __version__}
 
     def metrics(self) -> str:
-        return render_metrics(self.stats(), self.histogram, self._context.model, self._context.backend,
-                              self.mqtt_connected(), self.hub.viewers)
+        stats = self.stats()
+        running = self.running(stats)
+        return render_metrics(stats, self.histogram, running["model"], running["backend"], self.mqtt_connected(),
+                              self.hub.viewers)
+
+    def running(self, stats: Mapping[str, object]) -> dict[str, str]:
+        """The model and backend in use: the run's stats name them (the thermal guard and the Edge TPU
+        failover change them); the ones the output was opened with are only the fallback."""
+        return {"model": str(stats.get("model", self._context.model)),
+                "backend": str(stats.get("backend", self._context.backend))}
 
     def authorized(self, header: str | None) -> bool:
         if self._credentials is None:

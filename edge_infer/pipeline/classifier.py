@@ -74,7 +74,10 @@ class Classifier:
         try:
             self._interpreter.invoke()
         except (RuntimeError, ValueError) as exc:
-            raise RuntimeUnavailableError(f"inference failed in {self.info.name}: {exc}") from exc
+            # LiteRT appends "Node number N (name) failed to invoke." to what the kernel reported.
+            reason = str(exc).split("Node number")[0].strip().rstrip(".") or str(exc)
+            where = " on the Edge TPU" if self.info.backend == "edgetpu" else ""
+            raise RuntimeUnavailableError(f"inference failed in {self.info.name}{where}: {reason}") from exc
 
     def cost(self) -> GraphCost:
         return interpreter_cost(self._interpreter)

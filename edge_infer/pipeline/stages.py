@@ -9,10 +9,11 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from ..errors import EdgeInferError
+from ..errors import EdgeInferError, RuntimeUnavailableError
 from ..sources.base import BufferPool
 from ..values import Classification, Frame, PreparedFrame, Timing
 from .classifier import Classifier
+from .failover import Failover
 from .postprocess import PostprocessConfig, ScoreSmoother, ranked_classes
 from .preprocess import PreprocessConfig, Preprocessor, normalization
 
@@ -82,23 +83,32 @@ class FrameClassifier:
 
 
 class SwitchableStages:
-    """The stages of the model in use, replaced between frames when asked (the thermal guard's steps).
+    """The stages of the model in use, replaced between frames: the thermal guard's steps, and the
+    Edge TPU failover's moves to the CPU fallback and back.
 
     `switch` may be called from any thread; the switch itself happens on the inference loop, at its
     next `classify`, so no frame is ever invoked on a half-replaced classifier. The old classifier is
-    dropped before the new one is made: one interpreter at a time. A frame prepared for the old model's
-    input while the switch happened is passed over (classify returns None).
+    kept until the new one is made (a failed switch stays where it was), then dropped. A frame prepared
+    for the old model's input while the switch happened is passed over (classify returns None), and so
+    is the frame whose invoke failed on the Edge TPU.
     """
 
-    def __init__(self, stages: FrameClassifier, make: Callable[[str], FrameClassifier]) -> None:
+    def __init__(self, stages: FrameClassifier, make: Callable[[str], FrameClassifier], model: str,
+                 failover: Failover[FrameClassifier] | None = None) -> None:
         self._current = stages
         self._make = make
+        self._model = model  # the model asked for: the configured one, or the guard's step
+        self._failover = failover
         self._lock = threading.Lock()
         self._wanted: str | None = None
 
     @property
     def current(self) -> FrameClassifier:
         return self._current
+
+    @property
+    def failover(self) -> Failover[FrameClassifier] | None:
+        return self._failover
 
     def switch(self, model: str) -> None:
         with self._lock:
@@ -108,19 +118,35 @@ class SwitchableStages:
         return self._current.prepare(frame)
 
     def classify(self, prepared: PreparedFrame) -> Classification | None:
-        with self._lock:
-            wanted, self._wanted = self._wanted, None
-        if wanted is not None and wanted != self._current.model_path:
-            self._replace(wanted)
+        self._between_frames()
         if prepared.input.shape != self._current.input_shape or prepared.input.dtype != self._current.input_dtype:
             prepared.release()
             return None
-        return self._current.classify(prepared)
+        try:
+            return self._current.classify(prepared)
+        except RuntimeUnavailableError as exc:
+            if self._current.classifier.info.backend != "edgetpu":
+                raise
+            if self._failover is None:
+                raise RuntimeUnavailableError(f"{exc}: check the Coral's connection; with model.fallback_model set, "
+                                              "the run goes on on the CPU and returns to the Coral when it answers "
+                                              "again") from exc
+            self._current = self._failover.fail_over(exc)
+            return None
+
+    def _between_frames(self) -> None:
+        with self._lock:
+            wanted, self._wanted = self._wanted, None
+        if wanted is not None and wanted != self._model:
+            self._model = wanted
+            self._replace(wanted)
+        elif self._failover is not None:
+            back = self._failover.retry(self._model)
+            if back is not None:
+                self._current = back
 
     def _replace(self, model: str) -> None:
-        previous = self._current
         try:
             self._current = self._make(model)
         except EdgeInferError as exc:  # a missing or broken ladder model: stay where we are
-            log.error("cannot switch to %s: %s; staying on %s", model, exc, previous.model_path)
-            self._current = previous
+            log.error("cannot switch to %s: %s; staying on %s", model, exc, self._current.model_path)

@@ -1,0 +1,102 @@
+"""Edge TPU -> CPU failover: a Coral that stops answering mid-run does not end the run.
+
+When an invoke on the Edge TPU fails (libedgetpu's CustomOpInvoke reports "Failed to execute
+request" once the USB device is gone: google-coral/libedgetpu tflite/custom_op_direct.cc), the run
+goes on with `model.fallback_model` on the CPU, and tries the Edge TPU again between frames with
+backoff (1 s, doubling to 60 s): a new delegate (tflite_plugin_create_delegate opens the device
+afresh, and returns no delegate while none is there: tflite/edgetpu_delegate_for_custom_op_tflite_plugin.cc)
+and a new interpreter, since the old ones hold a device handle that is dead. A run that could not
+open the Edge TPU at start-up, and fell back, starts out here too, so a Coral plugged in later is used.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from ..errors import EdgeInferError
+
+log = logging.getLogger(__name__)
+
+FIRST_RETRY_S = 1.0
+LONGEST_RETRY_S = 60.0  # a Coral comes back when somebody plugs it in: once a minute is soon enough
+
+Stages = TypeVar("Stages")
+
+
+@dataclass(frozen=True)
+class AcceleratorHealth:
+    state: str  # "edgetpu", or "lost" while the fallback runs on the CPU
+    failovers: int  # how many times the Edge TPU was lost (a start-up on the fallback counts)
+    lost_s: float  # seconds on the fallback, in all, the current spell included
+
+    def to_json_dict(self) -> dict[str, object]:
+        return {"state": self.state, "failovers": self.failovers, "lost_s": round(self.lost_s, 1)}
+
+
+class Failover(Generic[Stages]):
+    """Decides when to leave the Edge TPU and when to try it again; the stages are made by the caller.
+
+    `accelerated(model)` makes `model`'s stages on the Edge TPU or raises (an EdgeInferError);
+    `fallback()` makes the CPU fallback's. Both run on the inference loop, between frames.
+    """
+
+    def __init__(self, accelerated: Callable[[str], Stages], fallback: Callable[[], Stages], fallback_name: str, *,
+                 lost_at_start: bool = False, clock: Callable[[], float] = time.monotonic) -> None:
+        self._accelerated = accelerated
+        self._fallback = fallback
+        self._fallback_name = fallback_name
+        self._clock = clock
+        self._failovers = 0
+        self._lost_total = 0.0
+        self._lost_at: float | None = None
+        self._delay = FIRST_RETRY_S
+        self._retry_at = 0.0
+        if lost_at_start:
+            self._start_outage()
+
+    @property
+    def lost(self) -> bool:
+        return self._lost_at is not None
+
+    def health(self) -> AcceleratorHealth:
+        current = self._clock() - self._lost_at if self._lost_at is not None else 0.0
+        return AcceleratorHealth("lost" if self.lost else "edgetpu", self._failovers, self._lost_total + current)
+
+    def fail_over(self, error: EdgeInferError) -> Stages:
+        """The Edge TPU failed an invoke: the fallback's stages. Raises `error` if the fallback cannot load."""
+        try:
+            stages = self._fallback()
+        except EdgeInferError as exc:
+            log.error("the Edge TPU failed (%s) and the fallback model cannot run: %s", error, exc)
+            raise error from exc
+        self._start_outage()
+        log.warning("%s: running %s on the CPU, trying the Edge TPU again every %g-%g s", error,
+                    self._fallback_name, FIRST_RETRY_S, LONGEST_RETRY_S)
+        return stages
+
+    def retry(self, model: str) -> Stages | None:
+        """While lost and a retry is due: `model`'s stages on the Edge TPU if it answers again, else None."""
+        if self._lost_at is None or self._clock() < self._retry_at:
+            return None
+        try:
+            stages = self._accelerated(model)
+        except EdgeInferError as exc:
+            self._delay = min(self._delay * 2, LONGEST_RETRY_S)
+            self._retry_at = self._clock() + self._delay
+            log.debug("the Edge TPU is still not answering (%s); next try in %g s", exc, self._delay)
+            return None
+        now = self._clock()
+        log.warning("the Edge TPU is back after %.1f s: classifying on it again", now - self._lost_at)
+        self._lost_total += now - self._lost_at
+        self._lost_at = None
+        return stages
+
+    def _start_outage(self) -> None:
+        self._failovers += 1
+        self._lost_at = self._clock()
+        self._delay = FIRST_RETRY_S
+        self._retry_at = self._lost_at + self._delay
