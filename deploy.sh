@@ -14,9 +14,10 @@ set -euo pipefail
 
 readonly SERVICE=edge-infer
 readonly SERVICE_USER=edge-infer
-readonly DEFAULT_MODEL=mobilenet_v2_1.0_224_quant.tflite
+readonly DEFAULT_MODEL=tf2_mobilenet_v2_1.0_224_ptq.tflite
 # sha256 of the Coral test_data files; a download that does not match is deleted.
 declare -A MODEL_SHA256=(
+    [tf2_mobilenet_v2_1.0_224_ptq.tflite]=5d3137241276e79c86d14a74fe43581398ae0e815191d3dba45495b810840e8c
     [mobilenet_v2_1.0_224_quant.tflite]=7aad0c74c5e3c06e5eb3c827e13304fdd68a83da6087d92ee169c24ff9fd4776
     [mobilenet_v1_0.75_192_quant.tflite]=41daeb22fdcf947e0e5ec32373aa9df7c31f3ef45dbd0ef7b5940fbce3c20f6a
     [mobilenet_v1_0.5_160_quant.tflite]=3cc6d2ca460abd2e0f699a6d0d2550c6b61c6e3b0e27a3616e384ea74cb86f43
@@ -200,7 +201,7 @@ install_config() {
     shipped=$(mktemp)
     # ... and it runs the model this script installs.
     sed -e 's/^outputs: \[stdout\]$/outputs: [mqtt]/' \
-        -e "s/^  path: mobilenet_v2_1.0_224_quant$/  path: ${model%.tflite}/" "$source_dir/config.yaml" > "$shipped"
+        -e "s/^  path: ${DEFAULT_MODEL%.tflite}$/  path: ${model%.tflite}/" "$source_dir/config.yaml" > "$shipped"
     local target=$etc_dir/config.yaml
     if [ ! -f "$target" ]; then
         install_file "$shipped" "$target" 0644 || true

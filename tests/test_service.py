@@ -138,8 +138,8 @@ def test_deploy_lays_out_the_service(installed: Path, shared: Path):
     assert unit.read_text() == UNIT.read_text()
     wants = installed / "etc/systemd/system/multi-user.target.wants/edge-infer.service"
     assert wants.is_symlink() and os.readlink(wants) == "/etc/systemd/system/edge-infer.service"
-    model = installed / "var/lib/edge-infer/models/mobilenet_v2_1.0_224_quant.tflite"
-    assert model.read_bytes() == (shared / "models/mobilenet_v2_1.0_224_quant.tflite").read_bytes()
+    model = installed / "var/lib/edge-infer/models/tf2_mobilenet_v2_1.0_224_ptq.tflite"
+    assert model.read_bytes() == (shared / "models/tf2_mobilenet_v2_1.0_224_ptq.tflite").read_bytes()
     config = (installed / "etc/edge-infer/config.yaml").read_text()
     assert "\noutputs: [mqtt]\n" in config  # the service publishes to MQTT, not every frame to the journal
     assert config.replace("outputs: [mqtt]", "outputs: [stdout]") == (REPO / "config.yaml").read_text()
@@ -224,7 +224,7 @@ def test_deploy_puts_the_service_user_in_the_camera_and_coral_groups(tmp_path: P
 def test_a_model_with_the_wrong_checksum_is_refused(tmp_path: Path, shared: Path):
     mirror = tmp_path / "mirror"
     mirror.mkdir()
-    (mirror / "mobilenet_v2_1.0_224_quant.tflite").write_bytes(b"tampered")
+    (mirror / "tf2_mobilenet_v2_1.0_224_ptq.tflite").write_bytes(b"tampered")
     root = tmp_path / "root"
     models = root / "var/lib/edge-infer/models"
     models.mkdir(parents=True)
@@ -243,7 +243,7 @@ def test_uninstall_keeps_config_and_models_unless_purged(tmp_path: Path, install
     assert not (root / "opt/edge-infer").exists() and not (root / "etc/systemd/system/edge-infer.service").exists()
     assert not (root / "etc/systemd/system/multi-user.target.wants/edge-infer.service").is_symlink()
     assert (root / "etc/edge-infer/config.yaml").exists()
-    assert (root / "var/lib/edge-infer/models/mobilenet_v2_1.0_224_quant.tflite").exists()
+    assert (root / "var/lib/edge-infer/models/tf2_mobilenet_v2_1.0_224_ptq.tflite").exists()
     done = deploy("--root", str(root), "--uninstall", "--purge")
     assert done.returncode == 0
     assert not (root / "etc/edge-infer").exists() and not (root / "var/lib/edge-infer").exists()

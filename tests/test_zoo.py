@@ -16,9 +16,18 @@ import pytest
 
 from edge_infer.errors import ModelError
 from edge_infer.models.pull import progress_bar, pull, sha256_of
-from edge_infer.models.zoo import alpha_text, build_manifest, find_entry
+from edge_infer.models.zoo import DEFAULT_MODEL, alpha_text, build_manifest, find_entry
+from edge_infer.pipeline.classifier import ModelConfig
 
 MANIFEST = build_manifest()
+
+
+def test_the_default_model_is_as_accurate_as_the_best_cpu_model_and_can_be_verified(models: Path):
+    default = find_entry(MANIFEST, DEFAULT_MODEL)
+    assert default is not None and ModelConfig().path == DEFAULT_MODEL and not default.edgetpu
+    quantized = [e for e in MANIFEST if e.input_type == "uint8" and not e.edgetpu and e.top1 is not None]
+    assert default.top1 == max(e.top1 for e in quantized)  # only the float V2 is published higher
+    assert default.sha256 == sha256_of(models / default.file_name)  # a first run pulls and checks it
 
 
 def test_manifest_entries_are_well_formed_and_unique():

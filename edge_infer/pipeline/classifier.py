@@ -16,6 +16,7 @@ from ..models.graph import GraphCost, interpreter_cost
 from ..models.metadata import load_labels, packed_info
 from ..models.runtime import Interpreter, Runtime, load_edgetpu_delegate, load_runtime, open_interpreter, usable_cores
 from ..models.tensors import TensorSpec, classifier_tensors
+from ..models.zoo import DEFAULT_MODEL
 from .postprocess import dequantize
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,7 @@ LIBEDGETPU_MISMATCH_HINT = ("the libedgetpu installed is probably built for anot
 
 @dataclass(frozen=True)
 class ModelConfig:
-    path: str = "mobilenet_v2_1.0_224_quant"  # a .tflite path, or a name looked up in the model directories
+    path: str = DEFAULT_MODEL  # a .tflite path, or a name looked up in the model directories
     models_dir: str | None = None
     labels: str | None = None  # labels file; default: the labels inside the model's metadata
     num_threads: int | None = field(default=None, metadata={"min": 1})  # None: every usable core

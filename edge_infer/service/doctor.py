@@ -29,7 +29,7 @@ from ..errors import EdgeInferError, ModelError
 from ..models.files import EDGETPU_OP, model_dirs, resolve_model
 from ..models.pull import sha256_of
 from ..models.runtime import EDGETPU_INSTALL_HINT, Runtime, edgetpu_library_present, load_runtime
-from ..models.zoo import build_manifest, find_entry, redownload_hint
+from ..models.zoo import DEFAULT_MODEL, build_manifest, find_entry, redownload_hint
 from ..sources.auto import NOT_CAMERAS, v4l2_devices
 from . import board
 
@@ -564,7 +564,7 @@ def check_models(configured: Sequence[str], models_dir: str | None) -> Check:
             matched.append(path.name)
     if not files and not problems:
         return Check(name, "warn", "no model files in " + ", ".join(map(str, model_dirs(models_dir))),
-                     "edge-infer models pull mobilenet_v2_1.0_224_quant")
+                     f"edge-infer models pull {DEFAULT_MODEL}")
     lines = [*problems]
     lines += [f"model {how.removeprefix('configured ')}" + ("" if how.endswith(str(path)) else f" is {path}")
               for path, how in files.items() if how != IN_DIRECTORIES]
