@@ -177,8 +177,8 @@ def edgetpu_failover(model: ModelConfig, loaded: LoadedModel,
     if model.delegate != "edgetpu" or not model.fallback_model:
         return None
     fallback = resolve_model(model.fallback_model, model.models_dir)
-    on_fallback = loaded.backend == "cpu" and loaded.path == str(fallback) != str(
-        resolve_model(model.path, model.models_dir))
+    configured = resolve_model(model.path, model.models_dir)
+    on_fallback = loaded.backend == "cpu" and loaded.path == str(fallback) and fallback != configured
     return Failover(lambda path: stages_for(replace(model, path=path, fallback_model=None)),
                     lambda: stages_for(replace(model, path=str(fallback), delegate="cpu")), model.fallback_model,
                     lost_at_start=on_fallback)

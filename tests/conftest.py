@@ -122,3 +122,15 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.now
+
+
+@pytest.fixture
+def broker(tmp_path: Path):
+    """A real Mosquitto on a free loopback port (tests/broker.py), stopped after the test."""
+    from broker import Broker
+
+    need("mosquitto")
+    server = Broker(tmp_path)
+    server.start()
+    yield server
+    server.stop()

@@ -89,15 +89,6 @@ def test_a_fallback_that_cannot_load_ends_the_run_with_the_edge_tpu_error():
 
 # --- a real run with the stand-in libedgetpu ----------------------------------------------------
 
-@pytest.fixture
-def broker(tmp_path: Path):
-    need("mosquitto")
-    server = Broker(tmp_path)
-    server.start()
-    yield server
-    server.stop()
-
-
 def test_a_run_moves_to_the_cpu_and_back_as_the_coral_goes_and_comes(tmp_path: Path, models: Path, images: Path,
                                                                       broker: Broker):
     need("gcc")

@@ -25,15 +25,6 @@ BASE = f"edge-infer/{DEVICE}"
 
 
 @pytest.fixture
-def broker(tmp_path: Path):
-    need("mosquitto")
-    server = Broker(tmp_path)
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def subscriber(broker: Broker):
     client = Subscriber(broker.port)
     time.sleep(0.2)  # subscribed before anything is published
