@@ -6,9 +6,11 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,3 +136,42 @@ def broker(tmp_path: Path):
     server.start()
     yield server
     server.stop()
+
+
+class LiveRun:
+    """`edge-infer run --config CONFIG` in the background; its results and its stderr collected as they come
+    (by threads of their own, so neither pipe fills up and stalls the run)."""
+
+    def __init__(self, config: Path, cwd: Path, env: dict[str, str] | None = None) -> None:
+        self.process = subprocess.Popen([sys.executable, "-m", "edge_infer", "run", "--config", str(config)],
+                                        cwd=cwd, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+        self.results: list[dict] = []
+        self._stderr: list[str] = []
+        stdout, stderr = self.process.stdout, self.process.stderr
+        assert stdout is not None and stderr is not None
+        self._readers = [threading.Thread(target=lambda: [self.results.append(json.loads(line)) for line in stdout]),
+                         threading.Thread(target=lambda: self._stderr.extend(stderr))]
+        for reader in self._readers:
+            reader.start()
+
+    def wait_for(self, key: str, value: str, timeout: float = 30) -> None:
+        """Until the newest result's `key` is `value`."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.results and self.results[-1][key] == value:
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"no results with {key} {value}; last: {self.results[-1] if self.results else None}")
+
+    def finished(self, timeout: float = 15) -> str:
+        """Its stderr, once it has exited by itself."""
+        self.process.wait(timeout)
+        for reader in self._readers:
+            reader.join(timeout)
+        return "".join(self._stderr)
+
+    def stop(self) -> str:
+        """SIGTERM, then its stderr once it has exited."""
+        self.process.send_signal(signal.SIGTERM)
+        return self.finished()

@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
-import threading
-import time
 from pathlib import Path
 
 import pytest
 from broker import Broker, Subscriber
-from conftest import FakeClock, error_lines, need
+from conftest import FakeClock, LiveRun, error_lines, need
 from standin_edgetpu import build_standin_edgetpu
 
 from edge_infer.errors import ModelError, RuntimeUnavailableError
@@ -103,19 +96,7 @@ def test_a_run_moves_to_the_cpu_and_back_as_the_coral_goes_and_comes(tmp_path: P
                       f"outputs: [stdout, mqtt]\n"
                       f"mqtt:\n  port: {broker.port}\n  device: coral\n  stats_interval: 600\n")
     subscriber = Subscriber(broker.port)
-    process = subprocess.Popen([sys.executable, "-m", "edge_infer", "run", "--config", str(config)], cwd=tmp_path,
-                               env={**os.environ, **env}, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
-    results: list[dict] = []
-    threading.Thread(target=lambda: [results.append(json.loads(line)) for line in process.stdout], daemon=True).start()
-
-    def wait_for_backend(backend: str, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if results and results[-1]["backend"] == backend:
-                return
-            time.sleep(0.05)
-        raise AssertionError(f"no results on {backend}; last: {results[-1] if results else None}")
+    run = LiveRun(config, tmp_path, env)
 
     def stats_say(state: str, failovers: int) -> None:
         def says(accelerator: dict) -> bool:
@@ -123,22 +104,22 @@ def test_a_run_moves_to_the_cpu_and_back_as_the_coral_goes_and_comes(tmp_path: P
         subscriber.wait_for(lambda m: m.topic == "edge-infer/coral/stats" and says(m.json().get("accelerator", {})))
 
     try:
-        wait_for_backend("cpu")
+        run.wait_for("backend", "cpu")
         stats_say("lost", 1)
         unplugged.unlink()  # plugged in
-        wait_for_backend("edgetpu")
+        run.wait_for("backend", "edgetpu")
         stats_say("edgetpu", 1)
         unplugged.touch()  # pulled out mid-run
-        wait_for_backend("cpu")
+        run.wait_for("backend", "cpu")
         stats_say("lost", 2)
         unplugged.unlink()
-        wait_for_backend("edgetpu")
+        run.wait_for("backend", "edgetpu")
         stats_say("edgetpu", 2)
     finally:
-        process.send_signal(signal.SIGTERM)
-        _, stderr = process.communicate(timeout=15)
+        stderr = run.stop()
         subscriber.close()
-    assert process.returncode == 0, stderr
+    assert run.process.returncode == 0, stderr
+    results = run.results
     backends = [r["backend"] for r in results]
     moves = [b for a, b in zip(backends, backends[1:], strict=False) if a != b]
     assert moves == ["edgetpu", "cpu", "edgetpu"]
@@ -164,15 +145,11 @@ def test_without_a_fallback_a_lost_coral_ends_the_run_with_the_accelerator_statu
     config = tmp_path / "config.yaml"
     config.write_text(f"model:\n  path: {models / 'mobilenet_v1_0.5_160_quant_edgetpu.tflite'}\n  delegate: edgetpu\n"
                       f"source:\n  type: images\n  path: {images / 'parrot.jpg'}\n  loop: true\n")
-    process = subprocess.Popen([sys.executable, "-m", "edge_infer", "run", "--config", str(config)], cwd=tmp_path,
-                               env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               stdin=subprocess.DEVNULL)
-    assert process.stdout is not None
-    first = json.loads(process.stdout.readline())
-    assert first["backend"] == "edgetpu"
+    run = LiveRun(config, tmp_path, env)
+    run.wait_for("backend", "edgetpu")
     Path(env["EDGETPU_STANDIN_UNPLUGGED"]).touch()
-    _, stderr = process.communicate(timeout=30)
-    assert process.returncode == 5, stderr  # systemd restarts the service; the Coral may be back by then
+    stderr = run.finished(timeout=30)
+    assert run.process.returncode == 5, stderr  # systemd restarts the service; the Coral may be back by then
     [line] = error_lines(stderr)
     assert "on the Edge TPU: Failed to execute request" in line and "model.fallback_model" in line
     assert "Traceback" not in stderr

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import signal
-import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
+from conftest import LiveRun
 
 from edge_infer.config import load_config
 from edge_infer.errors import ConfigError
@@ -48,29 +44,17 @@ def test_a_run_steps_down_and_back_up_as_the_board_heats_and_cools(tmp_path: Pat
                       f"run:\n  guard:\n    enabled: true\n    hot_c: 70\n    cool_c: 60\n    cooldown_s: 1.0\n"
                       f"    interval_s: 0.1\n    ladder: [{models / 'mobilenet_v1_0.25_128_quant.tflite'}]\n"
                       f"    thermal_zone: {zone}\n")
-    process = subprocess.Popen([sys.executable, "-m", "edge_infer", "run", "--config", str(config)], cwd=tmp_path,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
-    results: list[dict] = []
-    threading.Thread(target=lambda: [results.append(json.loads(line)) for line in process.stdout], daemon=True).start()
-
-    def wait_for_model(name: str, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if results and results[-1]["model"] == name:
-                return
-            time.sleep(0.05)
-        raise AssertionError(f"no results from {name}; last: {results[-1]['model'] if results else None}")
-
+    run = LiveRun(config, tmp_path)
     try:
-        wait_for_model("mobilenet_v1_0.75_192_quant")
+        run.wait_for("model", "mobilenet_v1_0.75_192_quant")
         zone.write_text("80000\n")
-        wait_for_model("mobilenet_v1_0.25_128_quant")
+        run.wait_for("model", "mobilenet_v1_0.25_128_quant")
         zone.write_text("55000\n")
-        wait_for_model("mobilenet_v1_0.75_192_quant")
+        run.wait_for("model", "mobilenet_v1_0.75_192_quant")
     finally:
-        process.send_signal(signal.SIGTERM)
-        _, stderr = process.communicate(timeout=15)
-    assert process.returncode == 0, stderr
+        stderr = run.stop()
+    results = run.results
+    assert run.process.returncode == 0, stderr
     models_seen = [r["model"] for r in results]
     switches = [b for a, b in zip(models_seen, models_seen[1:], strict=False) if a != b]
     assert switches == ["mobilenet_v1_0.25_128_quant", "mobilenet_v1_0.75_192_quant"]

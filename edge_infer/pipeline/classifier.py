@@ -75,7 +75,8 @@ class Classifier:
         try:
             self._interpreter.invoke()
         except (RuntimeError, ValueError) as exc:
-            # LiteRT appends "Node number N (name) failed to invoke." to what the kernel reported.
+            # LiteRT appends "Node number N (name) failed to invoke." to what the kernel reported
+            # (the runtime's own report, as ai-edge-litert 2.3.0 words it: seen with the stand-in libedgetpu).
             reason = str(exc).split("Node number")[0].strip().rstrip(".") or str(exc)
             where = " on the Edge TPU" if self.info.backend == "edgetpu" else ""
             raise RuntimeUnavailableError(f"inference failed in {self.info.name}{where}: {reason}") from exc

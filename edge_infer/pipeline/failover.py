@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 FIRST_RETRY_S = 1.0
 LONGEST_RETRY_S = 60.0  # a Coral comes back when somebody plugs it in: once a minute is soon enough
 
-Stages = TypeVar("Stages")
+StagesT = TypeVar("StagesT")  # what the caller runs: FrameClassifier in a run
 
 
 @dataclass(frozen=True)
@@ -37,14 +37,14 @@ class AcceleratorHealth:
         return {"state": self.state, "failovers": self.failovers, "lost_s": round(self.lost_s, 1)}
 
 
-class Failover(Generic[Stages]):
+class Failover(Generic[StagesT]):
     """Decides when to leave the Edge TPU and when to try it again; the stages are made by the caller.
 
     `accelerated(model)` makes `model`'s stages on the Edge TPU or raises (an EdgeInferError);
     `fallback()` makes the CPU fallback's. Both run on the inference loop, between frames.
     """
 
-    def __init__(self, accelerated: Callable[[str], Stages], fallback: Callable[[], Stages], fallback_name: str, *,
+    def __init__(self, accelerated: Callable[[str], StagesT], fallback: Callable[[], StagesT], fallback_name: str, *,
                  lost_at_start: bool = False, clock: Callable[[], float] = time.monotonic) -> None:
         self._accelerated = accelerated
         self._fallback = fallback
@@ -66,7 +66,7 @@ class Failover(Generic[Stages]):
         current = self._clock() - self._lost_at if self._lost_at is not None else 0.0
         return AcceleratorHealth("lost" if self.lost else "edgetpu", self._failovers, self._lost_total + current)
 
-    def fail_over(self, error: EdgeInferError) -> Stages:
+    def fail_over(self, error: EdgeInferError) -> StagesT:
         """The Edge TPU failed an invoke: the fallback's stages. Raises `error` if the fallback cannot load."""
         try:
             stages = self._fallback()
@@ -78,7 +78,7 @@ class Failover(Generic[Stages]):
                     self._fallback_name, FIRST_RETRY_S, LONGEST_RETRY_S)
         return stages
 
-    def retry(self, model: str) -> Stages | None:
+    def retry(self, model: str) -> StagesT | None:
         """While lost and a retry is due: `model`'s stages on the Edge TPU if it answers again, else None."""
         if self._lost_at is None or self._clock() < self._retry_at:
             return None
