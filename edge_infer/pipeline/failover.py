@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from ..backoff import Backoff
 from ..errors import EdgeInferError
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ class Failover(Generic[StagesT]):
         self._failovers = 0
         self._lost_total = 0.0
         self._lost_at: float | None = None
-        self._delay = FIRST_RETRY_S
+        self._backoff = Backoff(FIRST_RETRY_S, LONGEST_RETRY_S)
         self._retry_at = 0.0
         if lost_at_start:
             self._start_outage()
@@ -85,9 +86,9 @@ class Failover(Generic[StagesT]):
         try:
             stages = self._accelerated(model)
         except EdgeInferError as exc:
-            self._delay = min(self._delay * 2, LONGEST_RETRY_S)
-            self._retry_at = self._clock() + self._delay
-            log.debug("the Edge TPU is still not answering (%s); next try in %g s", exc, self._delay)
+            delay = self._backoff.next()
+            self._retry_at = self._clock() + delay
+            log.debug("the Edge TPU is still not answering (%s); next try in %g s", exc, delay)
             return None
         now = self._clock()
         log.warning("the Edge TPU is back after %.1f s: classifying on it again", now - self._lost_at)
@@ -98,5 +99,5 @@ class Failover(Generic[StagesT]):
     def _start_outage(self) -> None:
         self._failovers += 1
         self._lost_at = self._clock()
-        self._delay = FIRST_RETRY_S
-        self._retry_at = self._lost_at + self._delay
+        self._backoff.reset()
+        self._retry_at = self._lost_at + self._backoff.next()
