@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 import yaml
 
+from .cameras import CameraConfig, build_cameras
 from .errors import ConfigError
 from .outputs.mqtt import MqttConfig
 from .outputs.snapshots import SnapshotsConfig
@@ -21,20 +22,26 @@ from .pipeline.classifier import ModelConfig
 from .pipeline.loop import RunConfig
 from .pipeline.postprocess import PostprocessConfig
 from .pipeline.preprocess import PreprocessConfig
-from .schema import Origin, Path, build
+from .schema import Origin, Path, build, fail
 from .sources.auto import AutoConfig
 from .sources.registry import SourceSpec, build_source_spec
 
 CONFIG_SEARCH = ("config.yaml", "/etc/edge-infer/config.yaml")
 MAX_CONFIG_BYTES = 64 * 1024  # the shipped config.yaml, every key with its comment, is 5 kB
-MAX_DEPTH = 8  # the deepest key is three levels down (source: -> options)
+MAX_DEPTH = 8  # the deepest key is five levels down (cameras: -> porch -> regions -> door -> preprocess)
+# Aliases may share settings between cameras; what they expand to is bounded (a few lines of "billion
+# laughs" would expand to gigabytes). Four cameras with four regions each, every key set, are ~600 values.
+MAX_EXPANDED_VALUES = 10_000
 STR_TAG = "tag:yaml.org,2002:str"
+MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
 @dataclass(frozen=True)
 class Config:
     model: ModelConfig = ModelConfig()
     source: SourceSpec = field(default=SourceSpec("auto", AutoConfig()), metadata={"build": build_source_spec})
+    # Several cameras, each with its own source and named regions; instead of `source:` (cameras.py).
+    cameras: tuple[CameraConfig, ...] = field(default=(), metadata={"build": build_cameras})
     preprocess: PreprocessConfig = PreprocessConfig()
     postprocess: PostprocessConfig = PostprocessConfig()
     run: RunConfig = RunConfig()
@@ -56,10 +63,19 @@ def find_config_file(explicit: str | None) -> str | None:
 
 
 def key_lines(node: yaml.Node, path: Path = ()) -> dict[Path, int]:
-    """Line (1-based) of every key path in a composed YAML document; rejects duplicate keys."""
+    """Line (1-based) of every key path in a composed YAML document; rejects duplicate keys.
+
+    Keys merged in (`<<: *defaults`) are at the lines where the anchored mapping wrote them, and the
+    mapping's own keys win over them, as YAML's merge says."""
     lines: dict[Path, int] = {}
+    merged: dict[Path, int] = {}
     if isinstance(node, yaml.MappingNode):
         for key, value in node.value:
+            if key.tag == MERGE_TAG:
+                for source in value.value if isinstance(value, yaml.SequenceNode) else [value]:
+                    for child, line in key_lines(source, path).items():
+                        merged.setdefault(child, line)  # the first mapping merged in wins, as in YAML
+                continue
             if key.tag != STR_TAG:  # `~:`, `1:`, `yes:` are null, a number, a boolean: not key names
                 raise ConfigError(f"line {key.start_mark.line + 1}: {key.value!r} is not a key name "
                                   "(check the indentation, or quote it)")
@@ -72,7 +88,58 @@ def key_lines(node: yaml.Node, path: Path = ()) -> dict[Path, int]:
         for i, item in enumerate(node.value):
             lines[path + (i,)] = item.start_mark.line + 1
             lines.update(key_lines(item, path + (i,)))
-    return lines
+    own = {child[: len(path) + 1] for child in lines}  # a key written out replaces the whole merged value
+    return {**{child: line for child, line in merged.items() if child[: len(path) + 1] not in own}, **lines}
+
+
+def check_expansion(root: yaml.Node, file: str) -> None:
+    """Refuse aliases that refer to themselves, or expand past MAX_EXPANDED_VALUES or MAX_DEPTH.
+
+    Composing keeps one node per anchor however often it is referred to, so this walks each node once
+    (memoized): the time and memory are those of the text, not of what it would expand to."""
+    sizes: dict[int, tuple[int, int]] = {}  # id(node) -> (values it expands to, depth)
+    visiting: set[int] = set()
+
+    def walk(node: yaml.Node) -> tuple[int, int]:
+        known = sizes.get(id(node))
+        if known is not None:
+            return known
+        if id(node) in visiting:
+            raise ConfigError(f"{file}:{node.start_mark.line + 1}: a YAML alias refers to the value it is in: "
+                              "write the value out")
+        visiting.add(id(node))
+        size, depth = 1, 0
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.MappingNode):
+            children = [part for pair in node.value for part in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        for child in children:
+            child_size, child_depth = walk(child)
+            size, depth = size + child_size, max(depth, child_depth)
+            if size > MAX_EXPANDED_VALUES:
+                raise ConfigError(f"{file}:{node.start_mark.line + 1}: YAML aliases here expand to more than "
+                                  f"{MAX_EXPANDED_VALUES} values, far more than a configuration needs: "
+                                  "write the values out")
+        depth += isinstance(node, (yaml.MappingNode, yaml.SequenceNode))
+        if depth > MAX_DEPTH:
+            raise ConfigError(f"{file}:{node.start_mark.line + 1}: nested deeper than any key ({MAX_DEPTH} levels), "
+                              "aliases included: check the indentation and brackets")
+        visiting.discard(id(node))
+        sizes[id(node)] = (size, depth)
+        return size, depth
+
+    walk(root)
+
+
+def unshared(value: Any) -> Any:
+    """A copy in which no mapping or list appears twice: an alias becomes a value of its own, so a
+    command-line override of one section cannot change another that was written as its alias."""
+    if isinstance(value, dict):
+        return {key: unshared(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [unshared(item) for item in value]
+    return value
 
 
 def read_config_text(file: str) -> str:
@@ -100,13 +167,9 @@ def read_config_text(file: str) -> str:
 
 
 def check_shape(text: str, file: str) -> None:
-    """Refuse what would make building the document blow up, from the parser's events, before building it:
-    aliases (a few lines of "billion laughs" expand to gigabytes) and nesting deeper than any key."""
+    """Refuse nesting deeper than any key from the parser's events, before anything is built."""
     depth = 0
     for event in yaml.parse(text, Loader=yaml.SafeLoader):
-        if isinstance(event, yaml.AliasEvent):
-            raise ConfigError(f"{file}:{event.start_mark.line + 1}: YAML aliases (*{event.anchor}) are not "
-                              "allowed in the configuration: write the value out")
         if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
             depth += 1
             if depth > MAX_DEPTH:
@@ -120,7 +183,9 @@ def parse_yaml(text: str, file: str) -> tuple[dict[str, Any], dict[Path, int]]:
     try:
         check_shape(text, file)
         node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        if node is not None:
+            check_expansion(node, file)
+        data = unshared(yaml.safe_load(text))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = f":{mark.line + 1}" if mark else ""
@@ -139,7 +204,9 @@ def parse_yaml(text: str, file: str) -> tuple[dict[str, Any], dict[Path, int]]:
         lines = key_lines(node) if node is not None else {}
     except ConfigError as exc:
         raise ConfigError(f"{file}:{str(exc).removeprefix('line ')}") from None
-    return data, lines
+    # Top-level keys starting with x- hold what anchors are made of (`x-camera: &camera ...`), as in
+    # Docker Compose files; they are not settings.
+    return {key: value for key, value in data.items() if not (isinstance(key, str) and key.startswith("x-"))}, lines
 
 
 def load_config(file: str | None, overrides: dict[Path, tuple[Any, str]] | None = None) -> Config:
@@ -160,4 +227,9 @@ def load_config(file: str | None, overrides: dict[Path, tuple[Any, str]] | None 
             value = {**previous, **value}  # --source of the configured type keeps that type's other options
         section[path[-1]] = value
         flags[path] = flag
-    return build(Config, data, Origin(file, lines, flags))
+    origin = Origin(file, lines, flags)
+    if "cameras" in data and "source" in data:
+        fail(origin, ("source",), "a configuration has either source: (one camera) or cameras: (several, each "
+                                  "with its own source:), not both" + (": edit the cameras: section instead"
+                                                                       if ("source",) in flags else ""))
+    return build(Config, data, origin)

@@ -1,7 +1,7 @@
 """The run assembly: the one place that opens what a run needs, owns it, and closes it.
 
-`open_run(config)` opens the classifier, the source, the outputs and the systemd notifier, in
-that order, and closes what it opened in reverse order when the block ends or anything fails
+`open_run(config)` opens one classifier per distinct model, each camera's source, the outputs and
+the systemd notifier, in that order, and closes what it opened in reverse order when the block ends or anything fails
 (an output that cannot open after the camera did still closes the camera). `edge-infer run`,
 the bench's pipeline measurement and every later feature build their runs here.
 """
@@ -11,27 +11,30 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from functools import partial
 
+from .cameras import CameraConfig, RegionConfig, cameras_of, regions_of
 from .config import Config
-from .errors import ModelError
+from .errors import ModelError, SourceError
 from .models.files import resolve_model
 from .models.pull import fetch_missing
-from .outputs.base import FrameWatcher, Output, OutputContext
+from .outputs.base import CameraLayout, FrameWatcher, Output, OutputContext
 from .outputs.registry import open_output
 from .pipeline.classifier import Classifier, LoadedModel, ModelConfig, load_classifier
 from .pipeline.failover import Failover
-from .pipeline.loop import run_pipeline
-from .pipeline.stages import FrameClassifier, SwitchableStages
+from .pipeline.loop import Feed, run_feeds
+from .pipeline.postprocess import PostprocessConfig
+from .pipeline.preprocess import PreprocessConfig
+from .pipeline.stages import CameraStages, FrameClassifier, ModelSlot
 from .pipeline.stats import RunStats
 from .service.board import board_health
 from .service.guard import Reading, ThermalGuard, watch
 from .service.systemd import SystemdNotifier
 from .sources.base import Source, SourceHints
-from .sources.reconnect import ReconnectingSource
+from .sources.reconnect import FIRST_RETRY_S, LONGEST_RETRY_S, ReconnectingSource
 from .sources.registry import open_source
 
 log = logging.getLogger(__name__)
@@ -47,37 +50,54 @@ class GuardState:
 
 
 @dataclass(frozen=True)
+class Camera:
+    """One camera of a run: its source, the stages of its regions, and its own statistics."""
+
+    name: str | None  # None: the plain `source:` run
+    source: Source
+    stages: CameraStages
+    stats: RunStats
+    every_frame: bool  # every frame (files), or only the newest one (cameras and streams: never lag behind)
+
+
+@dataclass(frozen=True)
 class Run:
     """What one run opened, and the loop over it. Made by `open_run`, which closes it."""
 
     config: Config
-    stages: SwitchableStages
-    source: Source
+    cameras: tuple[Camera, ...]
+    slot: ModelSlot  # the configured model's: the thermal guard's steps and the Edge TPU failover act on it
     outputs: tuple[Output, ...]
     stats: RunStats
     stop: threading.Event
-    reader_done: threading.Event  # no capture thread is reading the source, so it may be closed
+    reader_done: threading.Event  # no capture thread is reading a source, so they may be closed
     guard: GuardState | None = None  # with run.guard enabled
 
     @property
+    def source(self) -> Source:
+        """The first camera's source: the only one of a plain `source:` run."""
+        return self.cameras[0].source
+
+    @property
     def classifier(self) -> Classifier:
-        """The classifier in use (the thermal guard may have stepped to another model)."""
-        return self.stages.current.classifier
+        """The configured model's classifier in use (the thermal guard may have stepped to another model)."""
+        return self.slot.classifier
 
     @property
     def every_frame(self) -> bool:
-        """Classify every frame (files), or only the newest one (cameras and streams: never lag behind)."""
-        frames = self.config.run.frames
-        return frames == "all" or (frames == "auto" and not self.source.live)
+        return self.cameras[0].every_frame
 
     def snapshot(self) -> dict[str, object]:
-        """The run's statistics, the source's health and the board's, as the MQTT stats message carries them."""
+        """The run's statistics, the sources' health and the board's, as the MQTT stats message carries them."""
         info = self.classifier.info
         snapshot: dict[str, object] = {**self.stats.snapshot(), "model": info.name, "backend": info.backend}
-        if isinstance(self.source, ReconnectingSource):
-            snapshot["source"] = self.source.health().to_json_dict()
-        if self.stages.failover is not None:
-            snapshot["accelerator"] = self.stages.failover.health().to_json_dict()
+        if self.cameras[0].name is None:
+            if isinstance(self.source, ReconnectingSource):
+                snapshot["source"] = self.source.health().to_json_dict()
+        else:
+            snapshot["cameras"] = {camera.name: camera_snapshot(camera) for camera in self.cameras}
+        if self.slot.failover is not None:
+            snapshot["accelerator"] = self.slot.failover.health().to_json_dict()
         if self.guard is not None:
             snapshot["guard"] = {"level": self.guard.level, "model": self.guard.model,
                                  "temperature_c": self.guard.temperature_c}
@@ -91,27 +111,40 @@ class Run:
         log.warning("thermal guard (%s): %s %s to %s", why, "stepping down" if level > self.guard.level else
                     "cool again, stepping up", self.guard.model, models[level])
         self.guard.level, self.guard.model, self.guard.temperature_c = level, models[level], reading.temperature_c
-        self.stages.switch(models[level])
+        self.slot.switch(models[level])
 
     def execute(self, *, outputs: Sequence[Output] = (), stop: threading.Event | None = None,
                 stats: RunStats | None = None) -> RunStats:
-        """Classify frames until the source ends, `run.max_frames` are done, or the stop event is set.
+        """Classify frames until every source ends, `run.max_frames` are done, or the stop event is set.
 
         `outputs` join the run's own for this call only (the bench's frame recorder); `stop` and
         `stats` replace the run's, so the bench can measure several rounds on one run.
         """
         self.reader_done.clear()
-        return run_pipeline(self.source, self.stages, [*self.outputs, *outputs], stop or self.stop,
-                            every_frame=self.every_frame, max_frames=self.config.run.max_frames,
-                            stats=stats or self.stats, reader_done=self.reader_done, on_idle=self._idle)
+        feeds = [Feed(camera.source, camera.stages, camera.every_frame, camera.name, camera.stats)
+                 for camera in self.cameras]
+        return run_feeds(feeds, [*self.outputs, *outputs], stop or self.stop, max_frames=self.config.run.max_frames,
+                         stats=stats or self.stats, reader_done=self.reader_done, on_idle=self._idle)
 
     def _idle(self) -> None:
-        """No frame this poll. While the source is reconnecting the process is healthy: feed the watchdog.
+        """No frame this poll. While a source is reconnecting the process is healthy: feed the watchdog.
         A loop stuck in invoke(), or a capture thread stuck in a read, never gets here, and gets restarted."""
-        if isinstance(self.source, ReconnectingSource) and self.source.reconnecting:
+        if any(isinstance(camera.source, ReconnectingSource) and camera.source.reconnecting for camera in self.cameras):
             for output in self.outputs:
                 if isinstance(output, SystemdNotifier):
                     output.keepalive()
+
+
+def camera_snapshot(camera: Camera) -> dict[str, object]:
+    """One camera's part of the stats: its frames, rate and drops, and its source's health."""
+    snapshot = {key: value for key, value in camera.stats.snapshot().items()
+                if key not in ("uptime_s", "output_errors")}
+    if isinstance(camera.source, ReconnectingSource):
+        snapshot["source"] = camera.source.health().to_json_dict()
+    snapshot["regions"] = {region.region: {"model": region.classifier.info.name,
+                                           "backend": region.classifier.info.backend}
+                           for region in camera.stages.regions if region.region is not None}
+    return snapshot
 
 
 @contextmanager
@@ -128,19 +161,20 @@ def open_run(config: Config, *, stop: threading.Event | None = None, source: Sou
                 fetch_missing(config.model.fallback_model, config.model.models_dir, mirror)
             except ModelError as exc:
                 raise ModelError(f"model.fallback_model: {exc}") from exc
-        classifier = load_classifier(config.model)
-        info = classifier.info
+        cameras = cameras_of(config)
+        slots = open_slots(config, cameras, mirror)
+        slot = slots[None]
         reader_done = threading.Event()
         reader_done.set()
-        if source is None:
-            hints = SourceHints(info.input.width, info.input.height, config.preprocess.crop)
-            source = open_source(config.source, hints)
-            if source.live:  # a camera or stream that fails mid-run is reopened, not the end of the run
-                source = ReconnectingSource(source, partial(open_source, config.source, hints), stop)
-            opened.callback(close_source, source, reader_done)
+        sources = [source] if source is not None else open_sources(config, cameras, slot, stop, opened, reader_done)
         stats = RunStats()
         run: Run | None = None
-        context = OutputContext(info.name, info.backend, lambda: run.snapshot() if run else stats.snapshot())
+        info = slot.classifier.info
+        layout = tuple(CameraLayout(camera.name, {region.name: region.box for region in camera.regions})
+                       for camera in config.cameras)
+        streaming = dict(zip((camera.name for camera in config.cameras), sources, strict=False))
+        context = OutputContext(info.name, info.backend, lambda: run.snapshot() if run else stats.snapshot(), layout,
+                                lambda name: not getattr(streaming.get(name), "reconnecting", False))
         if outputs is None:
             outputs = []
             for name in config.outputs:
@@ -151,27 +185,104 @@ def open_run(config: Config, *, stop: threading.Event | None = None, source: Sou
         if notifier is not None:  # under systemd (Type=notify): readiness and watchdog pings ride on the results
             opened.callback(notifier.close)
             outputs = [*outputs, notifier]
-        watchers = [output.see_frame for output in outputs if isinstance(output, FrameWatcher)]
-
-        def stages_for(model_config: ModelConfig) -> FrameClassifier:
-            return FrameClassifier(load_classifier(model_config), config.preprocess, config.postprocess,
-                                   frame_watchers=watchers)
-
-        stages = SwitchableStages(FrameClassifier(classifier, config.preprocess, config.postprocess,
-                                                  frame_watchers=watchers),
-                                  lambda model: stages_for(replace(config.model, path=model)), config.model.path,
-                                  edgetpu_failover(config.model, info, stages_for))
+        watchers = [output for output in outputs if isinstance(output, FrameWatcher)]
+        frames = config.run.frames
+        run_cameras = []
+        for camera, camera_source in zip(cameras, sources, strict=True):
+            name = camera.name or None  # None: the plain `source:` run, whose results carry no camera
+            regions = [FrameClassifier(slots[region.model], region_preprocess(config, region),
+                                       region_postprocess(config, region), box=region.box, camera=name,
+                                       region=region.name or None)
+                       for region in regions_of(camera)]
+            stages = CameraStages(regions, [watcher.see_frame if name is None else
+                                            partial(watcher.see_frame, camera=name) for watcher in watchers])
+            every_frame = frames == "all" or (frames == "auto" and not camera_source.live)
+            run_cameras.append(Camera(name, camera_source, stages, RunStats(), every_frame))
         guard = config.run.guard
-        run = Run(config, stages, source, tuple(outputs), stats, stop, reader_done,
+        run = Run(config, tuple(run_cameras), slot, tuple(outputs), stats, stop, reader_done,
                   GuardState(model=config.model.path) if guard.enabled else None)
         if guard.enabled:
             start_guard(run, environ)
-        log.info("source: %s (%s)", source.description, "every frame" if run.every_frame else "newest frame")
+        for camera in run.cameras:
+            log.info("%ssource: %s (%s)", f"camera {camera.name}: " if camera.name else "", camera.source.description,
+                     "every frame" if camera.every_frame else "newest frame")
         yield run
 
 
-def edgetpu_failover(model: ModelConfig, loaded: LoadedModel,
-                     stages_for: Callable[[ModelConfig], FrameClassifier]) -> Failover[FrameClassifier] | None:
+def region_preprocess(config: Config, region: RegionConfig) -> PreprocessConfig:
+    return replace(config.preprocess, crop=region.preprocess.crop or config.preprocess.crop)
+
+
+def region_postprocess(config: Config, region: RegionConfig) -> PostprocessConfig:
+    post = config.postprocess
+    return PostprocessConfig(top_k=post.top_k if region.top_k is None else region.top_k,
+                             threshold=post.threshold if region.threshold is None else region.threshold,
+                             smoothing=post.smoothing if region.smoothing is None else region.smoothing)
+
+
+def open_slots(config: Config, cameras: Sequence[CameraConfig], mirror: str | None) -> dict[str | None, ModelSlot]:
+    """One interpreter per distinct model, whichever cameras and regions share it: keyed by the name each
+    region gives (None: model.path, which the thermal guard and the Edge TPU failover act on)."""
+    model = config.model
+    classifier = load_classifier(model)
+
+    def make(path: str) -> Classifier:
+        return load_classifier(replace(model, path=path))
+
+    slot = ModelSlot(classifier, make, model.path, edgetpu_failover(model, classifier.info))
+    slots: dict[str | None, ModelSlot] = {None: slot}
+    by_file = {resolve_model(model.path, model.models_dir): slot}
+    for camera in cameras:
+        for region in camera.regions:
+            if region.model is None or region.model in slots:
+                continue
+            try:
+                fetch_missing(region.model, model.models_dir, mirror)
+                path = resolve_model(region.model, model.models_dir)
+                if path not in by_file:
+                    # A region's own model runs where it was compiled for: the Edge TPU's builds on the
+                    # Coral, every other on the CPU (no fallback of its own to fail over to).
+                    delegate = model.delegate if path.stem.endswith("_edgetpu") else "cpu"
+                    by_file[path] = ModelSlot(load_classifier(replace(model, path=str(path), delegate=delegate,
+                                                                      fallback_model=None)))
+            except ModelError as exc:
+                raise ModelError(f"cameras.{camera.name}.regions.{region.name}.model: {exc}") from exc
+            slots[region.model] = by_file[path]
+    return slots
+
+
+def open_sources(config: Config, cameras: Sequence[CameraConfig], slot: ModelSlot, stop: threading.Event,
+                 opened: ExitStack, reader_done: threading.Event) -> list[Source]:
+    """Each camera's source; a live one that fails mid-run is reopened, not the end of the run. Of several
+    cameras, one that cannot be opened at start is tried again like one lost mid-run; only when none
+    opens is it the end (exit 4)."""
+    info = slot.classifier.info
+    sources: list[Source] = []
+    errors: list[SourceError] = []
+    for camera in cameras:
+        # A camera with regions needs its whole frame: Picamera2 then delivers the main stream, not a
+        # lores one cropped and scaled for one model.
+        crop = "letterbox" if camera.regions else config.preprocess.crop
+        reopen = partial(open_source, camera.source, SourceHints(info.input.width, info.input.height, crop))
+        try:
+            source = reopen()
+        except SourceError as exc:
+            if len(cameras) == 1:
+                raise
+            errors.append(exc)
+            log.warning("camera %s: %s; trying again every %g-%g s", camera.name, exc, FIRST_RETRY_S, LONGEST_RETRY_S)
+            source = ReconnectingSource(None, reopen, stop, description=f"camera {camera.name} ({camera.source.type})")
+        else:
+            if source.live:
+                source = ReconnectingSource(source, reopen, stop)
+        opened.callback(close_source, source, reader_done)
+        sources.append(source)
+    if errors and len(errors) == len(cameras):
+        raise SourceError(f"no camera could be opened: {'; '.join(str(error) for error in errors)}")
+    return sources
+
+
+def edgetpu_failover(model: ModelConfig, loaded: LoadedModel) -> Failover[Classifier] | None:
     """With the Edge TPU and a fallback model configured, the failover between them; it starts out lost
     when the run could not open the Edge TPU and is already on the fallback."""
     if model.delegate != "edgetpu" or not model.fallback_model:
@@ -179,8 +290,8 @@ def edgetpu_failover(model: ModelConfig, loaded: LoadedModel,
     fallback = resolve_model(model.fallback_model, model.models_dir)
     configured = resolve_model(model.path, model.models_dir)
     on_fallback = loaded.backend == "cpu" and loaded.path == str(fallback) and fallback != configured
-    return Failover(lambda path: stages_for(replace(model, path=path, fallback_model=None)),
-                    lambda: stages_for(replace(model, path=str(fallback), delegate="cpu")), model.fallback_model,
+    return Failover(lambda path: load_classifier(replace(model, path=path, fallback_model=None)),
+                    lambda: load_classifier(replace(model, path=str(fallback), delegate="cpu")), model.fallback_model,
                     lost_at_start=on_fallback)
 
 

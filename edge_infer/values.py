@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -38,6 +39,29 @@ class PreparedFrame:
     preprocess_ms: float
     release: Callable[[], None] = field(default=lambda: None, repr=False)
     captured: float = field(default_factory=time.monotonic, repr=False)
+    generation: int = 0  # of the model it was prepared for: a frame prepared for a switched-away model is passed over
+
+
+@dataclass(frozen=True)
+class Box:
+    """A region of the frame in fractions of its width and height: left, top, width, height."""
+
+    x: float
+    y: float
+    width: float
+    height: float
+
+    WHOLE: typing.ClassVar[Box]
+
+    def pixels(self, frame_width: int, frame_height: int) -> tuple[int, int, int, int]:
+        """(x, y, width, height) in whole pixels inside the frame, at least 1 x 1."""
+        left, top = round(self.x * frame_width), round(self.y * frame_height)
+        right, bottom = round((self.x + self.width) * frame_width), round((self.y + self.height) * frame_height)
+        left, top = min(left, frame_width - 1), min(top, frame_height - 1)
+        return left, top, max(1, min(right, frame_width) - left), max(1, min(bottom, frame_height) - top)
+
+
+Box.WHOLE = Box(0.0, 0.0, 1.0, 1.0)
 
 
 @dataclass(frozen=True)
@@ -74,6 +98,9 @@ class Classification:
     top: tuple[Class, ...]
     timing: Timing
     path: str | None = None
+    # With `cameras:` in the configuration: which camera, and which of its regions (None: the whole frame).
+    camera: str | None = None
+    region: str | None = None
 
     def to_json(self) -> str:
         """One compact line, as stdout and the MQTT classification topic carry it."""
@@ -97,4 +124,7 @@ class Classification:
         }
         if self.path is not None:
             record["path"] = self.path
+        if self.camera is not None:  # a run of `cameras:`; a plain `source:` run keeps its records as they were
+            record["camera"] = self.camera
+            record["region"] = self.region
         return record

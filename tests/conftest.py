@@ -15,9 +15,25 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def filled(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """`image` scaled to cover width x height, the overflow cut evenly (as crop: center does)."""
+    scale = max(width / image.shape[1], height / image.shape[0])
+    scaled = cv2.resize(image, (round(image.shape[1] * scale), round(image.shape[0] * scale)),
+                        interpolation=cv2.INTER_AREA)
+    top, left = (scaled.shape[0] - height) // 2, (scaled.shape[1] - width) // 2
+    return scaled[top: top + height, left: left + width]
+
+
+def side_by_side(images: Path, left: str, right: str, half: int = 320) -> np.ndarray:
+    """A 2*half x half frame with one photo in each half: regions over each half have known labels."""
+    return np.hstack([filled(cv2.imread(str(images / name)), half, half) for name in (left, right)])
 
 
 def test_data_dir() -> Path:

@@ -8,6 +8,7 @@ from edge_infer.config import Config, load_config
 from edge_infer.errors import ConfigError
 from edge_infer.sources.images import ImagesConfig
 from edge_infer.sources.opencv import OpenCVConfig
+from edge_infer.values import Box
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -68,7 +69,9 @@ def test_values_are_read(tmp_path: Path):
     ("outputs: [stdout, mqtt, stdout]\n", 1, "outputs: lists 'stdout' twice"),
     ("model:\n  ~: 1\n", 2, "'~' is not a key name"),
     ("model:\n  path: m\n  1: x\n", 3, "'1' is not a key name"),
-    ("model: &m\n  path: m\npreprocess: *m\n", 3, "YAML aliases (*m) are not allowed"),
+    # An alias is the value it names, so a wrong key in it is reported where it was written.
+    ("model: &m\n  path: m\npreprocess: *m\n", 2, "preprocess.path: unknown key"),
+    ("a: &a [*a]\n", 1, "a YAML alias refers to the value it is in"),
     ("model:\n  path: " + "[" * 5000 + "]" * 5000 + "\n", 2, "nested deeper than any key"),
 ])
 def test_errors_name_the_file_line_and_key(tmp_path: Path, text: str, line: int, message: str):
@@ -142,9 +145,91 @@ def test_an_alias_bomb_is_refused_before_it_expands(tmp_path: Path):
     lines = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
     lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 10)]  # 9^10 strings
     error = refused_quickly_in_bounded_memory(write(tmp_path, "\n".join(lines) + "\n"))
-    assert "YAML aliases (*a0) are not allowed" in str(error) and ":2: " in str(error)
+    assert "YAML aliases here expand to more than 10000 values" in str(error) and ":5: " in str(error)
 
 
 def test_an_oversized_file_is_refused_at_once(tmp_path: Path):
     error = refused_quickly_in_bounded_memory(write(tmp_path, "outputs: [" + "stdout, " * 250_000 + "]\n"))
     assert "far more than a configuration needs" in str(error)
+
+
+CAMERAS = """\
+x-camera: &camera
+  source: {type: opencv, device: 0, width: 640, height: 480}
+x-region: &region
+  top_k: 2
+  smoothing: 3
+cameras:
+  porch:
+    <<: *camera
+    regions:
+      door: {<<: *region, box: [0.55, 0.10, 0.30, 0.60]}
+      path: {<<: *region, box: [0.0, 0.5, 0.5, 0.5], model: mobilenet_v1_0.5_160_quant, top_k: 3}
+  garden:
+    source: {type: images, path: /photos}
+"""
+
+
+def test_cameras_with_regions_share_settings_through_anchors_and_merge_keys(tmp_path: Path):
+    config = load_config(write(tmp_path, CAMERAS))
+    porch, garden = config.cameras
+    assert (porch.name, garden.name) == ("porch", "garden")
+    assert porch.source.options == OpenCVConfig(device=0, width=640, height=480)
+    door, path = porch.regions
+    assert door.name == "door" and door.box == Box(0.55, 0.10, 0.30, 0.60) and door.model is None
+    assert (door.top_k, door.smoothing) == (2, 3)
+    assert (path.top_k, path.smoothing, path.model) == (3, 3, "mobilenet_v1_0.5_160_quant")  # its own key wins
+    assert garden.regions == () and garden.source.options == ImagesConfig(path="/photos")
+
+
+def test_an_alias_is_a_copy_an_override_cannot_reach_through(tmp_path: Path):
+    path = write(tmp_path, "x-m: &m {path: a}\nmodel: *m\n")
+    assert load_config(path, {("model", "path"): ("b", "--model")}).model.path == "b"
+
+
+@pytest.mark.parametrize("text, line, message", [
+    ("cameras:\n  porch:\n    source: {type: auto}\n    regions:\n      door: {box: [0.5, 0.1, 0.6, 0.5]}\n", 5,
+     "cameras.porch.regions.door.box: the box reaches outside the frame (x + width = 1.1"),
+    ("cameras:\n  porch:\n    source: {type: auto}\n    regions:\n      door: {box: [0.5, 0.1, 0, 0.5]}\n", 5,
+     "cameras.porch.regions.door.box: width and height must be more than 0"),
+    ("cameras:\n  porch:\n    source: {type: auto}\n    regions:\n      door: {box: [0.5, 0.1, 0.2]}\n", 5,
+     "cameras.porch.regions.door.box: expected [x, y, width, height]"),
+    ("cameras:\n  porch:\n    source: {type: auto}\n    regions:\n      door: {box: [-0.1, 0.1, 0.2, 0.2]}\n", 5,
+     "x and y must be fractions of the frame"),
+    ("cameras:\n  porch:\n    source: {type: auto}\n    regions:\n      door: {box: [0.1, .nan, 0.2, 0.2]}\n", 5,
+     "cameras.porch.regions.door.box[1]: expected a number from 0 to 1"),
+    ("cameras:\n  porch:\n    source: {type: opencv, width: 320, height: 240}\n    regions:\n"
+     "      door: {box: [0.1, 0.1, 0.01, 0.5]}\n", 5,
+     "cameras.porch.regions.door.box: 3x120 pixels at the camera's 320x240: too small"),
+    ("cameras:\n  porch:\n    source: {type: auto}\n    regions:\n      door: {box: [0, 0, 1, 1]}\n"
+     "      door: {box: [0, 0, 1, 1]}\n", 6, "duplicate key 'cameras.porch.regions.door'"),
+    ("cameras:\n  porch:\n    source: {type: auto}\n  porch:\n    source: {type: auto}\n", 4,
+     "duplicate key 'cameras.porch'"),
+    ("cameras:\n  porch/1:\n    source: {type: auto}\n", 2, "cameras.porch/1: 'porch/1' is not a usable camera name"),
+    ("cameras:\n  porch:\n    source: {type: auto}\n    regions:\n      'door #2': {box: [0, 0, 1, 1]}\n", 5,
+     "'door #2' is not a usable region name"),
+    ("cameras:\n  porch:\n    source: {type: auto}\n    regions:\n      door: {box: [0, 0, 1, 1], colour: red}\n",
+     5, "cameras.porch.regions.door.colour: unknown key"),
+    ("cameras:\n  porch:\n    source: {type: auto}\n    regions:\n      door: {box: [0, 0, 1, 1], top_k: 0}\n", 5,
+     "cameras.porch.regions.door.top_k: must be at least 1"),
+    ("cameras:\n  porch:\n    regions:\n      door: {box: [0, 0, 1, 1]}\n", 2,
+     "cameras.porch.source: missing required key"),
+    ("cameras:\n  porch:\n    source: {type: auto}\n    regions:\n      door: {model: m}\n", 5,
+     "cameras.porch.regions.door.box: missing required key"),
+    ("cameras:\n  porch:\n    source: {type: auto}\n    name: x\n", 4, "cameras.porch.name: unknown key"),
+    ("cameras: {}\n", 1, "cameras: expected a mapping of camera names"),
+    ("source: {type: auto}\ncameras:\n  porch:\n    source: {type: auto}\n", 1,
+     "either source: (one camera) or cameras:"),
+])
+def test_camera_and_region_errors_name_the_file_line_and_key(tmp_path: Path, text: str, line: int, message: str):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(caught.value).startswith(f"{path}:{line}: "), str(caught.value)
+    assert message in str(caught.value)
+
+
+def test_source_flag_with_cameras_says_what_to_do(tmp_path: Path):
+    path = write(tmp_path, "cameras:\n  porch:\n    source: {type: auto}\n")
+    with pytest.raises(ConfigError, match=r"^--source: source: a configuration has either .* edit the cameras:"):
+        load_config(path, {("source",): ({"type": "opencv", "device": 1}, "--source")})

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 from broker import Broker, Subscriber
-from conftest import FakeClock, error_lines, need, python_start_up_s
+from conftest import FakeClock, error_lines, need, python_start_up_s, side_by_side
+from mjpeg import MjpegServer
 
 from edge_infer.outputs.base import OutputContext
 from edge_infer.outputs.mqtt import MqttConfig, MqttOutput, PublishPolicy, discovery_messages, what_runs
@@ -531,3 +532,73 @@ def test_the_image_entity_is_removed_when_snapshots_are_off(broker):
         later.close()
     finally:
         without.close()
+
+
+# --- several cameras ---------------------------------------------------------------------------------------
+
+def cameras_config(path: Path, port: int, stream: str, garden: Path) -> Path:
+    path.write_text(f"""outputs: [mqtt]
+mqtt: {{port: {port}, device: {DEVICE}, stats_interval: 1}}
+postprocess: {{top_k: 1}}
+cameras:
+  yard:
+    source: {{type: opencv, device: "{stream}"}}
+    regions:
+      feeder: {{box: [0, 0, 0.5, 1]}}
+      perch: {{box: [0.5, 0, 0.5, 1]}}
+  garden:
+    source: {{type: images, path: {garden}, loop: true}}
+""")
+    return path
+
+
+def test_cameras_publish_per_region_with_a_home_assistant_device_per_camera(broker, subscriber, tmp_path, models,
+                                                                            images):
+    yard = MjpegServer(side_by_side(images, "bird.bmp", "parrot.jpg"), fps=10)
+    yard.start()
+    config = cameras_config(tmp_path / "c.yaml", broker.port, yard.url, images / "sunflower.bmp")
+    process = start_cli(config, models / "mobilenet_v2_1.0_224_quant.tflite", tmp_path)
+    try:
+        for place, label in (("yard/feeder", "chickadee"), ("yard/perch", "macaw"), ("garden", "daisy")):
+            [first, *_] = subscriber.wait_for(lambda m, place=place: m.topic == f"{BASE}/{place}/classification")
+            record = first.json()
+            assert record["top"][0]["label"] == label
+            assert (record["camera"], record["region"]) == (place.split("/")[0], (place.split("/") + [None])[1])
+        assert not subscriber.on(f"{BASE}/classification")  # a cameras run has no whole-run classification topic
+
+        def discovery(m):
+            return m.topic.startswith("homeassistant/") and m.topic.endswith("/config")
+
+        configs = {m.topic: m.json() for m in subscriber.wait_for(discovery)}
+        devices = {tuple(c["device"]["identifiers"]) for c in configs.values()}
+        assert devices == {(f"edge_infer_{DEVICE}_yard",), (f"edge_infer_{DEVICE}_garden",)}
+        feeder = configs[f"homeassistant/sensor/edge_infer_{DEVICE}_yard/feeder_label/config"]
+        assert feeder["state_topic"] == f"{BASE}/yard/feeder/classification" and feeder["availability_mode"] == "all"
+        assert [a["topic"] for a in feeder["availability"]] == [f"{BASE}/status", f"{BASE}/yard/status"]
+        garden_keys = {topic.split("/")[-2] for topic in configs if f"edge_infer_{DEVICE}_garden/" in topic}
+        assert garden_keys == {"label", "score", "label_changed", "fps", "backend"}
+        assert len({c["unique_id"] for c in configs.values()}) == len(configs)
+        # Each camera's retained status and its own stats.
+        subscriber.wait_for(lambda m: m.topic == f"{BASE}/yard/status" and m.payload == "online")
+        late = Subscriber(broker.port)  # a Home Assistant that starts later still finds the camera's status
+        try:
+            late.wait_for(lambda m: m.topic == f"{BASE}/yard/status" and m.payload == "online" and m.retain)
+        finally:
+            late.close()
+        stats = subscriber.wait_for(lambda m: m.topic == f"{BASE}/garden/stats")[-1].json()
+        assert stats["frames"] > 0 and stats["backend"] == "cpu"
+        # The yard's camera goes away: its entities go unavailable; the garden goes on.
+        yard.stop()
+        went = subscriber.wait_for(lambda m: m.topic == f"{BASE}/yard/status" and m.payload == "offline", timeout=30)
+        during = len(subscriber.on(f"{BASE}/garden/stats"))
+        subscriber.wait_for(lambda m: m.topic == f"{BASE}/garden/stats" and m.at > went[0].at + 1.5)
+        assert len(subscriber.on(f"{BASE}/garden/stats")) > during
+        yard.start()
+        subscriber.wait_for(lambda m: m.topic == f"{BASE}/yard/status" and m.payload == "online" and m.at > went[0].at,
+                            timeout=30)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=15)
+        yard.stop()
+    assert process.returncode == 0, stderr
+    subscriber.wait_for(lambda m: m.topic == f"{BASE}/status" and m.payload == "stopped")

@@ -171,7 +171,7 @@ def picture(seq: int) -> Frame:
 def test_only_confident_changes_are_saved_each_with_its_own_frame(tmp_path: Path):
     published: list[bytes] = []
     output = SnapshotOutput(SnapshotsConfig(directory=str(tmp_path), min_score=0.5), OutputContext("m", "cpu", dict),
-                            publisher=published.append)
+                            publisher=lambda jpeg, _result: published.append(jpeg))
     try:
         plan = [("cat", 0.9), ("cat", 0.9), ("dog", 0.3), ("cat", 0.8), ("dog", 0.7), ("dog", 0.9), ("bird", 0.6)]
         for seq, (label, score) in enumerate(plan, start=10):
@@ -193,7 +193,7 @@ def test_only_confident_changes_are_saved_each_with_its_own_frame(tmp_path: Path
 def test_a_full_queue_drops_and_counts_instead_of_waiting(tmp_path: Path):
     release = threading.Event()
     output = SnapshotOutput(SnapshotsConfig(directory=str(tmp_path), min_score=0.0), OutputContext("m", "cpu", dict),
-                            publisher=lambda _jpeg: release.wait(10))  # a publisher that hangs
+                            publisher=lambda _jpeg, _result: release.wait(10))  # a publisher that hangs
     try:
         output.see_frame(picture(0))
         output.publish(result("label0", 0.9, 0))

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 import pytest
 from broker import Broker, free_port
-from conftest import REPO, FakeClock, error_lines, need
+from conftest import REPO, FakeClock, error_lines, need, side_by_side
 
 from edge_infer.outputs.base import OutputContext
 from edge_infer.outputs.web import BOUNDARY, FrameGrabber, Histogram, JpegHub, WebConfig, WebOutput, render_metrics
@@ -39,17 +39,18 @@ PARROT_SIZE = (256, 465)  # parrot.jpg (512x929) as the images source decodes it
 class LiveRun:
     """`edge-infer run` with outputs: [web] on a looping image directory, in a subprocess."""
 
-    def __init__(self, tmp: Path, models: Path, images: Path, web: str = "", outputs: str = "[web]",
-                 extra: str = "", threads: int = 1) -> None:
+    def __init__(self, tmp: Path, models: Path, images: Path | None, web: str = "", outputs: str = "[web]",
+                 extra: str = "", threads: int = 1, model: str = MODEL) -> None:
+        """`images`: a looping images source; None: `extra` holds the sources (a `cameras:` section)."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = tmp / "config.yaml"
-        config.write_text(f"outputs: {outputs}\nmodel:\n  num_threads: {threads}\n"
-                          f"source:\n  type: images\n  path: {images}\n  loop: true\n"
+        source = f"source:\n  type: images\n  path: {images}\n  loop: true\n" if images is not None else ""
+        config.write_text(f"outputs: {outputs}\nmodel:\n  num_threads: {threads}\n{source}"
                           f"web:\n  port: {self.port}\n{web}\n{extra}")
         self.stderr_path = tmp / "stderr.txt"
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "edge_infer", "run", "--config", str(config), "--model", str(models / MODEL)],
+            [sys.executable, "-m", "edge_infer", "run", "--config", str(config), "--model", str(models / model)],
             cwd=tmp, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self.stderr_path.open("w"),
             env={k: v for k, v in os.environ.items() if k != "EDGE_INFER_CONFIG"})
         self.headers: dict[str, str] = {}
@@ -617,3 +618,110 @@ def test_the_output_never_raises_into_the_capture_thread(unused_port: int, monke
 @pytest.fixture
 def unused_port() -> int:
     return free_port()
+
+
+# --- several cameras ---------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def cameras_run(tmp_path_factory, models: Path, images: Path) -> Iterator[LiveRun]:
+    """Two cameras: a yard with two regions (a chickadee on the left, a macaw on the right) and a garden."""
+    tmp = tmp_path_factory.mktemp("cameras")
+    (tmp / "yard").mkdir()
+    cv2.imwrite(str(tmp / "yard" / "yard.png"), side_by_side(images, "bird.bmp", "parrot.jpg"))
+    (tmp / "garden").mkdir()
+    shutil.copy(images / "sunflower.bmp", tmp / "garden" / "sunflower.bmp")
+    run = LiveRun(tmp, models, None, web="  max_fps: 5", model="mobilenet_v2_1.0_224_quant.tflite", extra=f"""
+cameras:
+  yard:
+    source: {{type: images, path: {tmp / "yard"}, loop: true}}
+    regions:
+      feeder: {{box: [0, 0, 0.5, 1]}}
+      perch: {{box: [0.5, 0, 0.5, 1]}}
+  garden:
+    source: {{type: images, path: {tmp / "garden"}, loop: true}}
+""")
+    try:
+        run.wait_ready()
+        yield run
+    finally:
+        if run.process.poll() is None:
+            run.process.kill()
+            run.process.wait(10)
+
+
+def region_labels(status: dict) -> dict[tuple[str, str | None], str | None]:
+    return {(camera["name"], region["name"]): region["result"]["top"][0]["label"] if region["result"] else None
+            for camera in status["cameras"] for region in camera["regions"]}
+
+
+GOLDEN_REGIONS = {("yard", "feeder"): "chickadee", ("yard", "perch"): "macaw", ("garden", None): "daisy"}
+
+
+def test_status_has_every_camera_with_its_regions_and_their_labels(cameras_run: LiveRun):
+    deadline = time.monotonic() + 30
+    # The stats are shared for half a second between pollers: wait for a snapshot taken after both classified.
+    while region_labels(status := cameras_run.status()) != GOLDEN_REGIONS or not all(
+            camera["stats"].get("frames") for camera in status["cameras"]):
+        assert time.monotonic() < deadline, status
+        time.sleep(0.1)
+    yard, garden = status["cameras"]
+    assert [region["box"] for region in yard["regions"]] == [[0.0, 0.0, 0.5, 1.0], [0.5, 0.0, 0.5, 1.0]]
+    assert yard["streaming"] and garden["streaming"]
+    assert set(status["stats"]["cameras"]) == {"yard", "garden"}
+
+
+def test_each_camera_has_its_own_stream_and_snapshot(cameras_run: LiveRun, images: Path):
+    yard_client = MjpegClient(cameras_run.port, "/stream.mjpg?camera=yard")
+    garden_client = MjpegClient(cameras_run.port, "/stream.mjpg?camera=garden")
+    try:
+        yard, garden = decode(yard_client.next_jpeg()), decode(garden_client.next_jpeg())
+    finally:
+        yard_client.close()
+        garden_client.close()
+    assert yard.shape[:2] == (320, 640) and garden.shape[:2] == (340, 512)
+    # Each region's outline is drawn in orange (BGR 0, 200, 255): the boxes' shared edge down the middle.
+    def orange_in_the_middle(image: np.ndarray) -> float:
+        return float(np.all(np.abs(image[:, 318:323].astype(int) - (0, 200, 255)) < 60, axis=2).mean())
+
+    assert orange_in_the_middle(yard) > 0.3 > orange_in_the_middle(side_by_side(images, "bird.bmp", "parrot.jpg"))
+    sunflower = cv2.imread(str(images / "sunflower.bmp"))
+    assert np.abs(garden[100:].astype(int) - sunflower[100:].astype(int)).mean() < 20  # the garden's own picture
+    code, headers, body = cameras_run.get("/snapshot.jpg?camera=yard")
+    assert code == 200 and headers["Content-Type"] == "image/jpeg" and decode(body).shape[:2] == (320, 640)
+    code, _, body = cameras_run.get("/stream.mjpg?camera=porch")
+    assert code == 404 and b"the cameras are yard, garden" in body
+
+
+def test_metrics_are_labelled_by_camera_and_region(cameras_run: LiveRun):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    cameras_run.wait_ready()
+    code, _, body = cameras_run.get("/metrics")
+    assert code == 200
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(body.decode()) for s in family.samples}
+    assert samples[("edge_infer_frames_total", (("camera", "yard"),))] > 0
+    assert samples[("edge_infer_source_up", (("camera", "garden"),))] == 1
+    assert samples[("edge_infer_region_results_total", (("camera", "yard"), ("region", "perch")))] > 0
+    assert 0 < samples[("edge_infer_region_top_score", (("camera", "garden"), ("region", "")))] <= 1
+
+
+def test_the_page_shows_every_camera_and_each_regions_label(cameras_run: LiveRun, tmp_path: Path):
+    cameras_run.wait_ready()
+    dom = chromium("--dump-dom", cameras_run.url + "/", user_data=tmp_path / "profile", window="1000,1100")
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    assert 'data-camera="yard"' in dom.stdout and 'data-camera="garden"' in dom.stdout
+    for label in ("chickadee", "macaw", "daisy"):
+        assert f'<span class="label">{label} <span class="muted">' in dom.stdout, label
+    assert "stream.mjpg?camera=garden" in dom.stdout
+    shot = tmp_path / "cameras.png"
+    done = chromium(f"--screenshot={shot}", cameras_run.url + "/", user_data=tmp_path / "profile", window="1000,1100")
+    assert done.returncode == 0 and shot.exists(), done.stderr[-2000:]
+    picture = cv2.imread(str(shot))
+    # The cards one above the other in the wide column: each shows its camera's own picture (not the black
+    # placeholder), the yard's with the orange outline of its regions.
+    yard, garden = picture[120:370, 40:600], picture[560:900, 40:600]
+    for card in (yard, garden):
+        assert len(np.unique(card.reshape(-1, 3) // 32, axis=0)) > 40
+    assert np.all(np.abs(yard.astype(int) - (0, 200, 255)) < 60, axis=2).mean() > 0.005
+    assert "Source</dt><dd id=\"source\">2 cameras, 2 live" in dom.stdout

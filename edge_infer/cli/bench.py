@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
+from ..bench.load import WARMUP_S, format_load, run_load_worker
 from ..bench.plan import BenchPlan, default_threads, find_models
 from ..bench.report import plot, warnings_for, write_report
 from ..bench.runner import run_bench
+from ..config import load_config
 from ..errors import EXIT_OK, ConfigError
 from ..sources.registry import source_from_argument
 from .arguments import numbers
@@ -26,6 +29,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                        "--quick 0.5)")
     bench.add_argument("--source", help="measure the pipeline on this source (camera, video) instead of a "
                        "synthetic 640x480 frame")
+    bench.add_argument("--config", help="measure this configuration's whole load instead: every camera and region "
+                       "as `edge-infer run` runs them (results per second each, CPU, peak RSS)")
     bench.add_argument("--reference", action="store_true", help="also time a bare LiteRT invoke() loop")
     bench.add_argument("--quick", action="store_true", help="fewer runs, all cores only: under a minute")
     output = bench.add_mutually_exclusive_group()
@@ -46,6 +51,8 @@ def parse_threads(text: str | None) -> tuple[int, ...]:
 
 
 def command_bench(args: argparse.Namespace) -> int:
+    if args.config:
+        return command_bench_config(args)
     quick = args.quick
     threads = parse_threads(args.threads) if args.threads or not quick else default_threads()[-1:]
     for flag, value in (("--runs", args.runs), ("--warmup", args.warmup), ("--frames", args.frames)):
@@ -64,4 +71,21 @@ def command_bench(args: argparse.Namespace) -> int:
     if args.plot:
         plot(report, args.plot)
         print(f"edge-infer: plot written to {args.plot}", file=sys.stderr)
+    return EXIT_OK
+
+
+def command_bench_config(args: argparse.Namespace) -> int:
+    """`bench --config FILE`: the configuration's own load, measured for --seconds (default 20; --quick 5)."""
+    if args.models or args.source:
+        raise ConfigError("--config measures the configuration's own cameras and models: give no MODEL or --source")
+    load_config(args.config)  # its errors now, with the file and line, before a worker starts
+    seconds = args.seconds if args.seconds is not None else (5.0 if args.quick else 20.0)
+    if seconds <= 0:
+        raise ConfigError(f"--seconds: must be more than 0, got {seconds:g}")
+    print(f"edge-infer: measuring {args.config} for {seconds:g} s (after {WARMUP_S:g} s of warm-up)", file=sys.stderr)
+    load = run_load_worker(args.config, seconds)
+    if args.format == "json":
+        print(json.dumps(load.to_json_dict(), indent=2))
+    else:
+        print(format_load(load))
     return EXIT_OK

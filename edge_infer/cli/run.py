@@ -85,16 +85,20 @@ def command_run(args: argparse.Namespace) -> int:
         if restore_stderr is not None:
             restore_stderr()
     outages = ""
-    if isinstance(run.source, ReconnectingSource):
-        health = run.source.health()
-        outages = f", {health.outages} source outage(s) ({health.outage_s:.1f} s without frames)"
-    failover = run.stages.failover
+    for camera in run.cameras:
+        if isinstance(camera.source, ReconnectingSource):
+            health = camera.source.health()
+            outages += (f", {f'camera {camera.name}: ' if camera.name else ''}{health.outages} source outage(s) "
+                        f"({health.outage_s:.1f} s without frames)")
+    failover = run.slot.failover
     if failover is not None and failover.health().failovers:
         lost = failover.health()
         outages += f", {lost.failovers} time(s) on the CPU fallback ({lost.lost_s:.1f} s without the Edge TPU)"
     log.info("done: %s%s", stats.summary(), outages)
-    if run.source.skipped and signals.received is None:  # a looping source stopped by a signal is done
-        log.error("%d frame(s) of %s could not be read", run.source.skipped, run.source.description)
+    skipped = [camera.source for camera in run.cameras if camera.source.skipped]
+    if skipped and signals.received is None:  # a looping source stopped by a signal is done
+        for source in skipped:
+            log.error("%d frame(s) of %s could not be read", source.skipped, source.description)
         return EXIT_SOURCE
     return EXIT_OK
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-from ..values import Classification, Frame
+from ..values import Box, Classification, Frame
 
 
 class OutputClosed(Exception):
@@ -24,10 +24,24 @@ class Output(Protocol):
 @runtime_checkable
 class FrameWatcher(Protocol):
     """An output that also wants the pictures (a live view): `see_frame` is called on the capture thread
-    with every frame, before its buffer goes back to the source's pool. It must return at once: copy
-    what it needs (only while somebody watches, at its own rate), never encode or wait there."""
+    with every frame, before its buffer goes back to the source's pool, with the frame's camera (None:
+    the plain `source:` run). It must return at once: copy what it needs (only while somebody watches,
+    at its own rate), never encode or wait there."""
 
-    def see_frame(self, frame: Frame) -> None: ...
+    def see_frame(self, frame: Frame, camera: str | None = None) -> None: ...
+
+
+@dataclass(frozen=True)
+class CameraLayout:
+    """A camera of a `cameras:` run as the outputs see it: its name and its regions' boxes (none: the whole frame)."""
+
+    name: str
+    regions: Mapping[str, Box] = field(default_factory=dict)
+
+    @property
+    def places(self) -> tuple[str | None, ...]:
+        """Where its results come from: each region, or the whole frame (None)."""
+        return tuple(self.regions) or (None,)
 
 
 @dataclass(frozen=True)
@@ -35,3 +49,6 @@ class OutputContext:
     model: str
     backend: str
     stats: Callable[[], dict[str, object]]  # a snapshot of the run's statistics, from any thread
+    cameras: tuple[CameraLayout, ...] = ()  # a `cameras:` run's cameras; () for a plain `source:` run
+    # Whether a camera delivers frames now (False while it reconnects), from any thread.
+    streaming: Callable[[str], bool] = lambda camera: True

@@ -33,7 +33,7 @@ import paho.mqtt.client as mqtt
 from .. import __version__
 from ..errors import ConfigError
 from ..values import Classification
-from .base import OutputContext
+from .base import CameraLayout, OutputContext
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -180,6 +180,57 @@ def discovery_messages(prefix: str, device: str, topics: dict[str, str], model: 
             for (platform, key), entity in entities.items()}
 
 
+def camera_discovery_messages(prefix: str, device: str, base: str, cameras: tuple[CameraLayout, ...], model: str,
+                              snapshots: bool = False) -> dict[str, dict[str, Any]]:
+    """Home Assistant discovery for a `cameras:` run: one device per camera, with the label (its top-k as
+    attributes), score and label_changed event of each region (or of the whole frame), and the camera's
+    fps and backend. Each entity is available only while the process runs and its camera delivers
+    frames (availability_mode all: the run's status and the camera's)."""
+    node = node_id(device)
+    configs: dict[str, dict[str, Any]] = {}
+    for camera in cameras:
+        camera_node = f"{node}_{camera.name}"
+        common = {
+            "availability_mode": "all",
+            "availability": [{"topic": f"{base}/status",
+                              "value_template": "{{ 'online' if value == 'online' else 'offline' }}"},
+                             {"topic": f"{base}/{camera.name}/status"}],
+            "device": {"identifiers": [camera_node], "name": f"edge-infer {device} {camera.name}",
+                       "manufacturer": "edge-infer", "model": model, "sw_version": __version__},
+        }
+        entities: dict[tuple[str, str], dict[str, Any]] = {
+            ("sensor", "fps"): {
+                "name": "FPS", "state_topic": f"{base}/{camera.name}/stats", "unit_of_measurement": "fps",
+                "state_class": "measurement", "value_template": "{{ value_json.fps }}"},
+            ("sensor", "backend"): {
+                "name": "Backend", "state_topic": f"{base}/{camera.name}/stats", "icon": "mdi:chip",
+                "value_template": "{{ value_json.backend }}"},
+        }
+        for region in camera.places:
+            where = f"{base}/{camera.name}" + (f"/{region}" if region else "")
+            key, title = (f"{region}_", f"{region.replace('_', ' ').capitalize()} ") if region else ("", "")
+            entities[("sensor", f"{key}label")] = {
+                "name": f"{title}label".capitalize(), "state_topic": f"{where}/classification", "icon": "mdi:eye",
+                "value_template": "{{ value_json.top[0].label if value_json.top else 'none' }}",
+                "json_attributes_topic": f"{where}/classification",
+                "json_attributes_template": "{{ {'top': value_json.top} | tojson }}"}
+            entities[("sensor", f"{key}score")] = {
+                "name": f"{title}score".capitalize(), "state_topic": f"{where}/classification",
+                "state_class": "measurement",
+                "value_template": "{{ (value_json.top[0].score if value_json.top else 0) | round(3) }}"}
+            entities[("event", f"{key}label_changed")] = {
+                "name": f"{title}label changed".capitalize(), "state_topic": f"{where}/event",
+                "event_types": [EVENT_LABEL_CHANGED], "icon": "mdi:eye-refresh"}
+            if snapshots:
+                entities[("image", f"{key}snapshot")] = {"name": f"{title}snapshot".capitalize(),
+                                                         "image_topic": f"{where}/snapshot",
+                                                         "content_type": "image/jpeg"}
+        for (platform, key), entity in entities.items():
+            configs[f"{prefix}/{platform}/{camera_node}/{key}/config"] = {**common, **entity,
+                                                                         "unique_id": f"{camera_node}_{key}"}
+    return configs
+
+
 class MqttOutput:
     name = "mqtt"
 
@@ -188,18 +239,18 @@ class MqttOutput:
         self._context = context
         self._snapshots = snapshots  # a snapshots output will publish: announce the image entity
         self.device = topic_safe(config.device or socket.gethostname())
-        base = f"{config.topic_prefix.rstrip('/')}/{self.device}"
+        self.base = base = f"{config.topic_prefix.rstrip('/')}/{self.device}"
         self.topics = {level: f"{base}/{level}" for level in ("classification", "status", "stats", "event",
                                                                "snapshot")}
         self._ha_status_topic = f"{config.discovery_prefix}/status"
-        self._policy = PublishPolicy(config.publish, config.max_per_second, key=what_runs)
+        # Per camera and region (one policy for a plain run): one camera's changes never hold back another's.
+        self._policies: dict[tuple[str | None, str | None], tuple[PublishPolicy, PublishPolicy]] = {}
         self._backend: str | None = None  # of the last result: a new one (the Edge TPU failover) sends the stats now
         self._stats_due = False
-        # Events on every new top label, whatever `publish` says, capped like it (a flickering label).
-        self._events = PublishPolicy("change", config.max_per_second)
-        self._pending_snapshot: bytes | None = None  # the newest snapshot made while disconnected
+        self._camera_up: dict[str, bool] = {}  # as last published on each camera's status topic
+        self._pending_snapshots: dict[str, bytes] = {}  # topic -> the newest snapshot made while disconnected
         self._lock = threading.Lock()
-        self._backlog: deque[str] = deque(maxlen=config.backlog)
+        self._backlog: deque[tuple[str, str]] = deque(maxlen=config.backlog)  # (topic, payload)
         self.backlog_dropped = 0
         self._connected = False
         self._connections = 0  # how many times a connection was acknowledged
@@ -258,11 +309,12 @@ class MqttOutput:
             self._outage_logged = False
             waiting = list(self._backlog)
             self._backlog.clear()
-            for payload in waiting:
-                self._send(payload)
-            snapshot, self._pending_snapshot = self._pending_snapshot, None
-        if snapshot is not None:
-            client.publish(self.topics["snapshot"], snapshot, qos=self._config.qos, retain=True)
+            for topic, payload in waiting:
+                self._send(topic, payload)
+            snapshots, self._pending_snapshots = self._pending_snapshots, {}
+            self._camera_up.clear()  # the watch thread publishes every camera's status on this connection
+        for topic, snapshot in snapshots.items():
+            client.publish(topic, snapshot, qos=self._config.qos, retain=True)
         if closing:
             client.publish(self.topics["status"], STATUS_STOPPED, qos=1, retain=True)
         log.info("mqtt: connected to %s:%d%s", self._config.host, self._config.port,
@@ -270,6 +322,11 @@ class MqttOutput:
 
     def _send_discovery(self, client: mqtt.Client) -> None:
         prefix = self._config.discovery_prefix
+        if self._context.cameras:
+            for topic, entity in camera_discovery_messages(prefix, self.device, self.base, self._context.cameras,
+                                                           self._context.model, self._snapshots).items():
+                client.publish(topic, json.dumps(entity), qos=1, retain=True)
+            return
         for topic, entity in discovery_messages(prefix, self.device, self.topics, self._context.model,
                                                 self._snapshots).items():
             client.publish(topic, json.dumps(entity), qos=1, retain=True)
@@ -303,23 +360,39 @@ class MqttOutput:
         with self._lock:
             return self._connected
 
+    def topic(self, level: str, camera: str | None = None, region: str | None = None) -> str:
+        """`<base>/<level>` for a plain run; `<base>/<camera>[/<region>]/<level>` for a camera's results."""
+        return "/".join(part for part in (self.base, camera, region, level) if part)
+
+    def _policies_for(self, result: Classification) -> tuple[PublishPolicy, PublishPolicy]:
+        place = (result.camera, result.region)
+        policies = self._policies.get(place)
+        if policies is None:
+            # Results as `publish` says; events on every new top label, capped the same way (a flickering label).
+            policies = self._policies[place] = (
+                PublishPolicy(self._config.publish, self._config.max_per_second, key=what_runs),
+                PublishPolicy("change", self._config.max_per_second))
+        return policies
+
     def publish(self, result: Classification) -> None:
         if result.backend != self._backend:
             with self._lock:
                 self._stats_due = self._backend is not None
             self._backend = result.backend
-        if result.top and self._events.admit(result):
+        results, events = self._policies_for(result)
+        if result.top and events.admit(result):
             self._publish_event(result)
-        if not self._policy.admit(result):
+        if not results.admit(result):
             return
         payload = result.to_json()
+        topic = self.topic("classification", result.camera, result.region)
         with self._lock:
             if not self._connected:
                 if len(self._backlog) == self._backlog.maxlen:  # the oldest falls out
                     self.backlog_dropped += 1
-                self._backlog.append(payload)
+                self._backlog.append((topic, payload))
                 return
-            info = self._send(payload)
+            info = self._send(topic, payload)
         if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
             raise ConnectionError(f"mqtt publish failed: {mqtt.error_string(info.rc)}")
 
@@ -329,19 +402,30 @@ class MqttOutput:
         if self.connected:
             top = result.top[0]
             event = {"event_type": EVENT_LABEL_CHANGED, "label": top.label, "score": round(top.score, 6)}
-            self._client.publish(self.topics["event"], json.dumps(event), self._config.qos, retain=False)
+            self._client.publish(self.topic("event", result.camera, result.region), json.dumps(event),
+                                 self._config.qos, retain=False)
 
-    def publish_snapshot(self, jpeg: bytes) -> None:
-        """The newest snapshot, retained (Home Assistant's image entity shows it); from the snapshots thread.
-        While disconnected only the newest one waits."""
+    def publish_snapshot(self, jpeg: bytes, camera: str | None = None, region: str | None = None) -> None:
+        """The newest snapshot of a camera's region, retained (Home Assistant's image entity shows it); from the
+        snapshots thread. While disconnected only the newest one of each waits."""
+        topic = self.topic("snapshot", camera, region)
         with self._lock:
             if not self._connected:
-                self._pending_snapshot = jpeg
+                self._pending_snapshots[topic] = jpeg
                 return
-        self._client.publish(self.topics["snapshot"], jpeg, self._config.qos, retain=True)
+        self._client.publish(topic, jpeg, self._config.qos, retain=True)
 
-    def _send(self, payload: str) -> mqtt.MQTTMessageInfo:
-        return self._client.publish(self.topics["classification"], payload, self._config.qos, self._config.retain)
+    def _send(self, topic: str, payload: str) -> mqtt.MQTTMessageInfo:
+        return self._client.publish(topic, payload, self._config.qos, self._config.retain)
+
+    def _publish_camera_states(self) -> None:
+        """Each camera's retained status: online while it delivers frames, offline while it reconnects."""
+        for camera in self._context.cameras:
+            up = self._context.streaming(camera.name)
+            if self._camera_up.get(camera.name) != up:
+                self._camera_up[camera.name] = up
+                self._client.publish(self.topic("status", camera.name), STATUS_ONLINE if up else STATUS_OFFLINE,
+                                     qos=1, retain=True)
 
     def stats_message(self) -> dict[str, object]:
         with self._lock:
@@ -368,10 +452,16 @@ class MqttOutput:
                 next_stats = now + FIRST_STATS_S
             if connected:
                 waiting_since = now
+                self._publish_camera_states()
                 if self._config.stats_interval > 0 and (now >= next_stats or stats_due):
                     with self._lock:
                         self._stats_due = False
-                    self._client.publish(self.topics["stats"], json.dumps(self.stats_message()), qos=0)
+                    stats = self.stats_message()
+                    self._client.publish(self.topics["stats"], json.dumps(stats), qos=0)
+                    cameras = stats.get("cameras")
+                    for name, camera in cameras.items() if isinstance(cameras, dict) else ():
+                        message = {"model": stats["model"], "backend": stats["backend"], **camera}
+                        self._client.publish(self.topic("stats", name), json.dumps(message), qos=0)
                     next_stats = now + self._config.stats_interval
             elif not warned and not outage and now - waiting_since > NO_ANSWER_WARNING_S:
                 warned = True

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
+from ..values import Classification
 from .base import Output, OutputContext
 from .mqtt import MqttOutput, open_mqtt
 from .snapshots import SnapshotOutput
@@ -36,10 +37,10 @@ def open_web(config: Config, context: OutputContext, run_outputs: Sequence[Outpu
 
 
 def open_snapshots(config: Config, context: OutputContext, run_outputs: Sequence[Output]) -> Output:
-    def publish(jpeg: bytes) -> None:
+    def publish(jpeg: bytes, result: Classification) -> None:
         mqtt = peer(run_outputs, MqttOutput)
         if mqtt is not None:
-            mqtt.publish_snapshot(jpeg)
+            mqtt.publish_snapshot(jpeg, result.camera, result.region)
 
     return SnapshotOutput(config.snapshots, context, publish if "mqtt" in config.outputs else None)
 

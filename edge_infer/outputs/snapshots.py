@@ -32,7 +32,7 @@ import cv2
 import numpy as np
 
 from ..errors import ConfigError
-from ..values import Classification, Frame
+from ..values import Box, Classification, Frame
 from .base import OutputContext
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,8 @@ SNAPSHOT_JPEG_QUALITY = 90
 RING_FRAMES = 4
 QUEUE_SIZE = 2  # snapshots waiting to be encoded; more in a burst are dropped and counted
 CLOSE_TIMEOUT_S = 0.5  # finish what is queued at shutdown, within the 2 s SIGTERM budget
-# Our own files only: 20250102-030405.678_000123_macaw.jpg (the time first, so names sort by age).
+# Our own files only: 20250102-030405.678_000123_macaw.jpg, or ..._000123_porch_door_macaw.jpg for a camera's
+# region (the time first, so names sort by age).
 SNAPSHOT_NAME = re.compile(r"\d{8}-\d{6}\.\d{3}_\d+_[^/]*\.jpg")
 
 
@@ -74,19 +75,26 @@ def caption(result: Classification | None) -> str:
     return f"{top.label} {top.score:.0%}"
 
 
-def annotate(image: np.ndarray, result: Classification | None) -> np.ndarray:
-    """Draw the top label and score onto `image` (the caller's own copy) and return it."""
+def annotate(image: np.ndarray, result: Classification | None, box: Box | None = None) -> np.ndarray:
+    """Draw the top label and score onto `image` (the caller's own copy) and return it; for a region
+    (`box`), its outline too, with the label at its top-left corner."""
     height, width = image.shape[:2]
     # Hershey fonts draw ASCII only; ImageNet's labels are ASCII, anything else shows as '?'.
     text = caption(result).encode("ascii", "replace").decode()
+    if box is not None and result is not None and result.region:
+        text = f"{result.region}: {text}"
     scale = max(0.4, width / 800)
     thickness = max(1, round(scale * 2))
+    left = top = 0
+    if box is not None:
+        left, top, box_w, box_h = box.pixels(width, height)
+        cv2.rectangle(image, (left, top), (left + box_w - 1, top + box_h - 1), (0, 200, 255), thickness)
     (text_w, text_h), baseline = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
     pad = max(4, round(8 * scale))
-    cv2.rectangle(image, (0, 0), (min(width, text_w + 2 * pad), min(height, text_h + baseline + 2 * pad)),
-                  (0, 0, 0), cv2.FILLED)  # a dark box: readable on any picture
-    cv2.putText(image, text, (pad, pad + text_h), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thickness,
-                cv2.LINE_AA)
+    corner = (min(width, left + text_w + 2 * pad), min(height, top + text_h + baseline + 2 * pad))
+    cv2.rectangle(image, (left, top), corner, (0, 0, 0), cv2.FILLED)  # a dark box: readable on any picture
+    cv2.putText(image, text, (left + pad, top + pad + text_h), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255),
+                thickness, cv2.LINE_AA)
     return image
 
 
@@ -140,16 +148,21 @@ class SnapshotOutput:
     name = "snapshots"
 
     def __init__(self, config: SnapshotsConfig, context: OutputContext,
-                 publisher: Callable[[bytes], None] | None = None, environ: Mapping[str, str] = os.environ) -> None:
+                 publisher: Callable[[bytes, Classification], None] | None = None,
+                 environ: Mapping[str, str] = os.environ) -> None:
         self._config = config
         self._context = context
-        self._publisher = publisher  # e.g. MQTT's snapshot topic; None: files only
+        self._publisher = publisher  # e.g. MQTT's snapshot topic of the result's camera and region; None: files only
         self.directory = Path(config.directory).expanduser() if config.directory else default_directory(environ)
         prepare_directory(self.directory)
         self._max_bytes = int(config.max_megabytes * 1_000_000)
-        self._ring = FrameRing()
+        # One ring per camera (None: the plain run's one source), made before any frame comes: no locking.
+        self._rings: dict[str | None, FrameRing] = {camera.name: FrameRing() for camera in context.cameras} or {
+            None: FrameRing()}
+        self._boxes = {(camera.name, region): box for camera in context.cameras
+                       for region, box in camera.regions.items()}
         self._queue: queue.Queue[tuple[np.ndarray, Classification]] = queue.Queue(maxsize=QUEUE_SIZE)
-        self._last_label: str | None = None
+        self._last_label: dict[tuple[str | None, str | None], str] = {}  # per camera and region
         self.saved = 0
         self.dropped = 0  # changes not saved because the queue was full
         self.errors = 0
@@ -160,10 +173,10 @@ class SnapshotOutput:
         log.info("snapshots: on label changes scoring %.2f or more, into %s (at most %d files, %g MB)",
                  config.min_score, self.directory, config.max_files, config.max_megabytes)
 
-    def see_frame(self, frame: Frame) -> None:
-        """Capture thread: keep a copy in the ring. Never raises: an exception here would end the capture."""
+    def see_frame(self, frame: Frame, camera: str | None = None) -> None:
+        """Capture thread: keep a copy in the camera's ring. Never raises: an exception here would end the capture."""
         try:
-            self._ring.put(frame)
+            self._rings[camera].put(frame)
         except Exception as exc:  # e.g. out of memory for a huge frame: the run goes on without snapshots
             if not self._watch_failed:
                 self._watch_failed = True
@@ -175,14 +188,16 @@ class SnapshotOutput:
         if not result.top:
             return
         top = result.top[0]
+        place = (result.camera, result.region)
         # Results below min_score neither save nor count as a change: A, then a doubtful B, then A is no change.
-        if top.score < self._config.min_score or top.label == self._last_label:
+        if top.score < self._config.min_score or top.label == self._last_label.get(place):
             return
-        self._last_label = top.label
+        self._last_label[place] = top.label
         if self._queue.full():  # checked first, so a burst of changes does not even copy the frame
             self.dropped += 1
             return
-        found = self._ring.copy_of(result.frame)
+        ring = self._rings.get(result.camera)
+        found = ring.copy_of(result.frame) if ring is not None else None
         if found is None:
             return
         try:
@@ -199,12 +214,13 @@ class SnapshotOutput:
                     return
                 continue
             try:
-                jpeg = encode_jpeg(annotate(image, result), SNAPSHOT_JPEG_QUALITY)
+                box = self._boxes.get((result.camera, result.region))
+                jpeg = encode_jpeg(annotate(image, result, box), SNAPSHOT_JPEG_QUALITY)
                 path = self._save(jpeg, result)
                 self.saved += 1
                 log.debug("snapshots: saved %s", path.name)
                 if self._publisher is not None:
-                    self._publisher(jpeg)
+                    self._publisher(jpeg, result)
             except Exception as exc:  # a full disk or a failing publisher: logged, counted, never fatal
                 self.errors += 1
                 if self.errors == 1 or self.errors % 100 == 0:
@@ -216,7 +232,9 @@ class SnapshotOutput:
         stamp = time.localtime(result.ts)
         millis = int(result.ts * 1000) % 1000
         label = re.sub(r"[^A-Za-z0-9_-]+", "-", result.top[0].label).strip("-")[:40] or "label"
-        name = f"{time.strftime('%Y%m%d-%H%M%S', stamp)}.{millis:03d}_{result.frame:06d}_{label}.jpg"
+        # Camera and region names are safe in file names (cameras.py); a plain run's names carry neither.
+        where = "".join(f"{part}_" for part in (result.camera, result.region) if part)
+        name = f"{time.strftime('%Y%m%d-%H%M%S', stamp)}.{millis:03d}_{result.frame:06d}_{where}{label}.jpg"
         path = self.directory / name
         temporary = self.directory / f".{name}.tmp"
         descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)

@@ -34,12 +34,14 @@ class FrameHandoff(Generic[Item]):
     capture thread waits for room, so every frame is classified.
     """
 
-    def __init__(self, capacity: int, drop_oldest: bool, stop: threading.Event) -> None:
+    def __init__(self, capacity: int, drop_oldest: bool, stop: threading.Event,
+                 cond: threading.Condition | None = None) -> None:
         self._frames: deque[Item] = deque()
         self._capacity = capacity
         self._drop_oldest = drop_oldest
         self._stop = stop
-        self._cond = threading.Condition()
+        # Several cameras' hand-offs share one condition, so the loop can wait for a frame from any of them.
+        self._cond = cond or threading.Condition()
         self._finished = False
         self.error: EdgeInferError | None = None
         self.dropped = 0
@@ -65,6 +67,21 @@ class FrameHandoff(Generic[Item]):
             self._finished = True
             self.error = error
             self._cond.notify_all()
+
+    def take(self) -> Item | None:
+        """The next frame if one is waiting, without waiting."""
+        with self._cond:
+            if not self._frames:
+                return None
+            frame = self._frames.popleft()
+            self._cond.notify_all()
+            return frame
+
+    @property
+    def ready(self) -> bool:
+        """A frame is waiting, or none will come any more."""
+        with self._cond:
+            return bool(self._frames) or self._finished
 
     def get(self, timeout: float) -> Item | None:
         """The next frame, or None if none came within `timeout` (check `exhausted`)."""
@@ -106,8 +123,7 @@ def capture_frames(source: Source, prepare: Callable[[Frame], Item], handoff: Fr
 
 
 def start_capture(source: Source, prepare: Callable[[Frame], Item], handoff: FrameHandoff[Item],
-                  stop: threading.Event) -> threading.Thread:
-    thread = threading.Thread(target=capture_frames, args=(source, prepare, handoff, stop), name="capture",
-                              daemon=True)
+                  stop: threading.Event, name: str = "capture") -> threading.Thread:
+    thread = threading.Thread(target=capture_frames, args=(source, prepare, handoff, stop), name=name, daemon=True)
     thread.start()
     return thread

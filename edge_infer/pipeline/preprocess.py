@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from ..models.tensors import TensorSpec
+from ..values import Box
 
 # (mean, std): MobileNets are trained on pixels scaled to [-1, 1], i.e. (pixel - 127.5) / 127.5.
 MOBILENET_NORMALIZATION = (127.5, 127.5)
@@ -80,6 +81,15 @@ def plan_resize(frame_height: int, frame_width: int, input_height: int, input_wi
     raise ValueError(f"unknown crop mode {crop!r}")
 
 
+def plan_region(frame_height: int, frame_width: int, box: Box, input_height: int, input_width: int,
+                crop: str) -> ResizePlan:
+    """`plan_resize` for the part of the frame inside `box`: the region is treated as a frame of its own."""
+    x, y, width, height = box.pixels(frame_width, frame_height)
+    plan = plan_resize(height, width, input_height, input_width, crop)
+    kept = plan.source
+    return ResizePlan(Window(kept.x + x, kept.y + y, kept.width, kept.height), plan.target)
+
+
 def halvings(source: Window, width: int, height: int) -> tuple[Window, list[tuple[int, int]]]:
     """How "box_linear" shrinks `source` to (width, height): 2x2 box-filter halvings, then linear.
 
@@ -119,9 +129,11 @@ class Preprocessor:
     """Writes frames into an input tensor of `spec`. Not thread-safe: one per inference loop."""
 
     def __init__(self, spec: TensorSpec, *, crop: str = "center", interpolation: str = "box_linear",
-                 mean: float = MOBILENET_NORMALIZATION[0], std: float = MOBILENET_NORMALIZATION[1]) -> None:
+                 mean: float = MOBILENET_NORMALIZATION[0], std: float = MOBILENET_NORMALIZATION[1],
+                 box: Box = Box.WHOLE) -> None:
         self.height, self.width = spec.height, spec.width
         self.crop = crop
+        self.box = box  # a region: only this part of each frame is read (a view, never a copy)
         self._interpolation = INTERPOLATION[interpolation]
         self._box_first = interpolation == "box_linear"
         self._dtype = spec.dtype
@@ -147,7 +159,7 @@ class Preprocessor:
     def _prepare(self, frame_shape: tuple[int, int]) -> tuple[ResizePlan, np.ndarray]:
         """Plan and buffers for this frame size; recomputed only when the size changes."""
         if frame_shape != self._frame_shape or self._plan is None or self._scaled is None:
-            plan = plan_resize(*frame_shape, self.height, self.width, self.crop)
+            plan = plan_region(*frame_shape, self.box, self.height, self.width, self.crop)
             self._halved = []
             if self._box_first:
                 trimmed, sizes = halvings(plan.source, plan.target.width, plan.target.height)

@@ -1,4 +1,11 @@
-"""Classifying one frame, in two halves: `prepare` on the capture thread, `classify` on the inference loop."""
+"""Classifying a frame in two halves: `prepare` on the capture thread, `classify` on the inference loop.
+
+- `ModelSlot`: one model's interpreter, shared by every camera and region that runs the model, and
+  replaced between frames (the thermal guard's steps, the Edge TPU failover's moves).
+- `FrameClassifier`: one region of a camera's frames (the whole frame by default) through one slot:
+  crop and scale into a staging buffer, then copy into the input tensor, invoke, rank.
+- `CameraStages`: every region of one camera, prepared from the same frame.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +13,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..errors import EdgeInferError, RuntimeUnavailableError
 from ..sources.base import BufferPool
-from ..values import Classification, Frame, PreparedFrame, Timing
+from ..values import Box, Classification, Frame, PreparedFrame, Timing
 from .classifier import Classifier
 from .failover import Failover
 from .postprocess import PostprocessConfig, ScoreSmoother, ranked_classes
@@ -20,133 +28,209 @@ from .preprocess import PreprocessConfig, Preprocessor, normalization
 log = logging.getLogger(__name__)
 
 
-class FrameClassifier:
-    """The two halves of classifying a frame; every buffer is allocated here, once.
-
-    `prepare` runs on the capture thread: it scales the frame into a staging buffer shaped like
-    the input tensor, so preprocessing the next frame overlaps inference on this one. `classify`
-    runs on the inference loop: copy the staged input into the tensor, invoke, postprocess.
-    """
-
-    def __init__(self, classifier: Classifier, preprocess: PreprocessConfig, postprocess: PostprocessConfig,
-                 clock: Callable[[], float] = time.perf_counter,
-                 frame_watchers: Sequence[Callable[[Frame], None]] = ()) -> None:
-        info = classifier.info
-        self._classifier = classifier
-        mean, std = normalization(preprocess, info.packed)
-        self._preprocessor = Preprocessor(info.input, crop=preprocess.crop, interpolation=preprocess.interpolation,
-                                          mean=mean, std=std)
-        self.input_shape = (info.input.height, info.input.width, 3)
-        self.input_dtype = np.dtype(info.input.dtype)
-        self.model_path = info.path
-        self._staging = BufferPool()
-        self._scores = np.empty(info.output.shape[1], np.float32)
-        self._smoother = ScoreSmoother(postprocess.smoothing, len(self._scores)) if postprocess.smoothing > 1 else None
-        self._top_k = postprocess.top_k
-        self._threshold = postprocess.threshold
-        self._clock = clock
-        self._frame_watchers = tuple(frame_watchers)  # outputs that show the pictures (FrameWatcher.see_frame)
-
-    def prepare(self, frame: Frame) -> PreparedFrame:
-        start = self._clock()
-        staged = self._staging.take()
-        if staged is None:
-            staged = np.empty(self.input_shape, self.input_dtype)
-        self._preprocessor(frame.image, staged)
-        for watch in self._frame_watchers:
-            watch(frame)
-        frame.release()  # the pixels are in the staging buffer now
-        pool = self._staging
-        return PreparedFrame(frame.seq, frame.ts, frame.path, staged, (self._clock() - start) * 1e3,
-                             release=lambda: pool.give_back(staged), captured=frame.captured)
-
-    @property
-    def classifier(self) -> Classifier:
-        return self._classifier
-
-    def classify(self, prepared: PreparedFrame) -> Classification:
-        info = self._classifier.info
-        start = self._clock()
-        self._classifier.input_tensor()[...] = prepared.input
-        prepared.release()
-        copied = self._clock()
-        self._classifier.invoke()
-        invoked = self._clock()
-        scores = self._classifier.read_scores(self._scores)
-        if self._smoother is not None:
-            scores = self._smoother.update(scores)
-        top = ranked_classes(scores, info.labels, self._top_k, self._threshold)
-        done = self._clock()
-        timing = Timing(prepared.preprocess_ms + (copied - start) * 1e3, (invoked - copied) * 1e3,
-                        (done - invoked) * 1e3, (time.monotonic() - prepared.captured) * 1e3)
-        return Classification(prepared.seq, prepared.ts, info.name, info.backend, top, timing, prepared.path)
-
-
-class SwitchableStages:
-    """The stages of the model in use, replaced between frames: the thermal guard's steps, and the
-    Edge TPU failover's moves to the CPU fallback and back.
+class ModelSlot:
+    """The interpreter of one model, replaced between frames.
 
     `switch` may be called from any thread; the switch itself happens on the inference loop, at its
-    next `classify`, so no frame is ever invoked on a half-replaced classifier. The old classifier is
-    kept until the new one is made (a failed switch stays where it was), then dropped. A frame prepared
-    for the old model's input while the switch happened is passed over (classify returns None), and so
-    is the frame whose invoke failed on the Edge TPU.
+    next `between_frames`, so no frame is ever invoked on a half-replaced classifier. The old
+    classifier is kept until the new one is made (a failed switch stays where it was), then dropped.
+    `generation` counts the replacements: a frame prepared for an older one is passed over.
     """
 
-    def __init__(self, stages: FrameClassifier, make: Callable[[str], FrameClassifier], model: str,
-                 failover: Failover[FrameClassifier] | None = None) -> None:
-        self._current = stages
+    def __init__(self, classifier: Classifier, make: Callable[[str], Classifier] | None = None, model: str = "",
+                 failover: Failover[Classifier] | None = None) -> None:
+        self._current = (0, classifier)  # (generation, classifier): replaced as one reference
         self._make = make
-        self._model = model  # the model asked for: the configured one, or the guard's step
+        self._model = model or classifier.info.path  # the model asked for: the configured one, or the guard's step
         self._failover = failover
         self._lock = threading.Lock()
         self._wanted: str | None = None
 
     @property
-    def current(self) -> FrameClassifier:
+    def current(self) -> tuple[int, Classifier]:
         return self._current
 
     @property
-    def failover(self) -> Failover[FrameClassifier] | None:
+    def classifier(self) -> Classifier:
+        return self._current[1]
+
+    @property
+    def failover(self) -> Failover[Classifier] | None:
         return self._failover
 
     def switch(self, model: str) -> None:
         with self._lock:
             self._wanted = model
 
-    def prepare(self, frame: Frame) -> PreparedFrame:
-        return self._current.prepare(frame)
+    def between_frames(self) -> None:
+        """On the inference loop: a switch asked for, or the Edge TPU tried again after a failover."""
+        with self._lock:
+            wanted, self._wanted = self._wanted, None
+        if wanted is not None and wanted != self._model and self._make is not None:
+            self._model = wanted
+            try:
+                self._replace(self._make(wanted))
+            except EdgeInferError as exc:  # a missing or broken ladder model: stay where we are
+                log.error("cannot switch to %s: %s; staying on %s", wanted, exc, self.classifier.info.path)
+        elif self._failover is not None:
+            back = self._failover.retry(self._model)
+            if back is not None:
+                self._replace(back)
 
-    def classify(self, prepared: PreparedFrame) -> Classification | None:
-        self._between_frames()
-        if prepared.input.shape != self._current.input_shape or prepared.input.dtype != self._current.input_dtype:
-            prepared.release()
-            return None
+    def invoke(self, classifier: Classifier) -> bool:
+        """Invoke `classifier` (this slot's current one); False when the Edge TPU failed and the run moved
+        to the CPU fallback: the frame is passed over."""
         try:
-            return self._current.classify(prepared)
+            classifier.invoke()
+            return True
         except RuntimeUnavailableError as exc:
-            if self._current.classifier.info.backend != "edgetpu":
+            if classifier.info.backend != "edgetpu":
                 raise
             if self._failover is None:
                 raise RuntimeUnavailableError(f"{exc}: check the Coral's connection; with model.fallback_model set, "
                                               "the run goes on on the CPU and returns to the Coral when it answers "
                                               "again") from exc
-            self._current = self._failover.fail_over(exc)
+            self._replace(self._failover.fail_over(exc))
+            return False
+
+    def _replace(self, classifier: Classifier) -> None:
+        self._current = (self._current[0] + 1, classifier)
+
+
+@dataclass(frozen=True, eq=False)
+class RegionPlan:
+    """How one region is prepared for one generation of its slot's classifier: built once, swapped whole."""
+
+    generation: int
+    preprocessor: Preprocessor
+    staging: BufferPool
+    shape: tuple[int, int, int]
+    dtype: np.dtype
+
+
+class FrameClassifier:
+    """One region of a camera's frames (the whole frame by default), classified by its slot's model.
+
+    `prepare` runs on the capture thread: it scales the region into a staging buffer shaped like the
+    input tensor, so preprocessing the next frame overlaps inference on this one. `classify` runs on
+    the inference loop: copy the staged input into the tensor, invoke, postprocess. Every buffer is
+    allocated once per model (a switched model gets its own, once).
+    """
+
+    def __init__(self, model: Classifier | ModelSlot, preprocess: PreprocessConfig, postprocess: PostprocessConfig,
+                 *, box: Box = Box.WHOLE, camera: str | None = None, region: str | None = None,
+                 clock: Callable[[], float] = time.perf_counter,
+                 frame_watchers: Sequence[Callable[[Frame], None]] = ()) -> None:
+        self.slot = model if isinstance(model, ModelSlot) else ModelSlot(model)
+        self.box = box
+        self.camera, self.region = camera, region
+        self._preprocess = preprocess
+        self._postprocess = postprocess
+        self._clock = clock
+        self._frame_watchers = tuple(frame_watchers)  # outputs that show the pictures (FrameWatcher.see_frame)
+        self._plan = self._plan_for(*self.slot.current)
+        self._smoother: ScoreSmoother | None = None
+        self._scores = np.empty(0, np.float32)
+
+    def _plan_for(self, generation: int, classifier: Classifier) -> RegionPlan:
+        info = classifier.info
+        mean, std = normalization(self._preprocess, info.packed)
+        preprocessor = Preprocessor(info.input, crop=self._preprocess.crop,
+                                    interpolation=self._preprocess.interpolation, mean=mean, std=std, box=self.box)
+        return RegionPlan(generation, preprocessor, BufferPool(), (info.input.height, info.input.width, 3),
+                          np.dtype(info.input.dtype))
+
+    @property
+    def classifier(self) -> Classifier:
+        return self.slot.classifier
+
+    def prepare(self, frame: Frame) -> PreparedFrame:
+        """The whole of a one-region camera's capture step: show the frame to the watchers, prepare, release."""
+        prepared = self.prepare_region(frame)
+        for watch in self._frame_watchers:
+            watch(frame)
+        frame.release()  # the pixels are in the staging buffer now
+        return prepared
+
+    def prepare_region(self, frame: Frame) -> PreparedFrame:
+        """This region of `frame`, scaled into a staging buffer; the frame stays the caller's."""
+        start = self._clock()
+        generation, classifier = self.slot.current
+        plan = self._plan
+        if plan.generation != generation:  # the slot switched models: new input size, new buffers
+            plan = self._plan = self._plan_for(generation, classifier)
+        staged = plan.staging.take()
+        if staged is None:
+            staged = np.empty(plan.shape, plan.dtype)
+        plan.preprocessor(frame.image, staged)
+        pool = plan.staging
+        return PreparedFrame(frame.seq, frame.ts, frame.path, staged, (self._clock() - start) * 1e3,
+                             release=lambda: pool.give_back(staged), captured=frame.captured,
+                             generation=generation)
+
+    def classify(self, prepared: PreparedFrame) -> Classification | None:
+        """The result, or None when the frame is passed over: prepared for a model that was switched away
+        since, or its invoke failed on the Edge TPU (the slot moved to the CPU fallback)."""
+        self.slot.between_frames()
+        generation, classifier = self.slot.current
+        if prepared.generation != generation:
+            prepared.release()
             return None
+        info = classifier.info
+        start = self._clock()
+        classifier.input_tensor()[...] = prepared.input
+        prepared.release()
+        copied = self._clock()
+        if not self.slot.invoke(classifier):
+            return None
+        invoked = self._clock()
+        if self._scores.shape[0] != info.output.shape[1]:  # the first frame, or a model with other classes
+            self._scores = np.empty(info.output.shape[1], np.float32)
+            smoothing = self._postprocess.smoothing
+            self._smoother = ScoreSmoother(smoothing, len(self._scores)) if smoothing > 1 else None
+        scores = classifier.read_scores(self._scores)
+        if self._smoother is not None:
+            scores = self._smoother.update(scores)
+        top = ranked_classes(scores, info.labels, self._postprocess.top_k, self._postprocess.threshold)
+        done = self._clock()
+        timing = Timing(prepared.preprocess_ms + (copied - start) * 1e3, (invoked - copied) * 1e3,
+                        (done - invoked) * 1e3, (time.monotonic() - prepared.captured) * 1e3)
+        return Classification(prepared.seq, prepared.ts, info.name, info.backend, top, timing, prepared.path,
+                              self.camera, self.region)
 
-    def _between_frames(self) -> None:
-        with self._lock:
-            wanted, self._wanted = self._wanted, None
-        if wanted is not None and wanted != self._model:
-            self._model = wanted
-            self._replace(wanted)
-        elif self._failover is not None:
-            back = self._failover.retry(self._model)
-            if back is not None:
-                self._current = back
 
-    def _replace(self, model: str) -> None:
-        try:
-            self._current = self._make(model)
-        except EdgeInferError as exc:  # a missing or broken ladder model: stay where we are
-            log.error("cannot switch to %s: %s; staying on %s", model, exc, self._current.model_path)
+@dataclass(frozen=True, eq=False)
+class PreparedCameraFrame:
+    """One camera frame, prepared once per region; the pixels themselves are already back in the source's pool."""
+
+    regions: tuple[PreparedFrame, ...]
+    captured: float = field(default_factory=time.monotonic)
+
+    def release(self) -> None:
+        for prepared in self.regions:
+            prepared.release()
+
+
+class CameraStages:
+    """Every region of one camera: `prepare` (capture thread) crops and scales each region straight out of
+    the frame (views, no copy of the frame), `classify` (inference loop) gives one result per region."""
+
+    def __init__(self, regions: Sequence[FrameClassifier], frame_watchers: Sequence[Callable[[Frame], None]] = ()
+                 ) -> None:
+        self.regions = tuple(regions)
+        self._frame_watchers = tuple(frame_watchers)
+
+    def prepare(self, frame: Frame) -> PreparedCameraFrame:
+        prepared = tuple(region.prepare_region(frame) for region in self.regions)
+        for watch in self._frame_watchers:
+            watch(frame)
+        frame.release()
+        return PreparedCameraFrame(prepared, frame.captured)
+
+    def classify(self, prepared: PreparedCameraFrame) -> tuple[Classification, ...]:
+        results = []
+        for region, item in zip(self.regions, prepared.regions, strict=True):
+            result = region.classify(item)
+            if result is not None:
+                results.append(result)
+        return tuple(results)

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+from ..backoff import Backoff
 from ..errors import SourceError
 from ..values import Frame
 from .base import Source
@@ -44,19 +45,20 @@ class ReconnectingSource:
 
     live = True
 
-    def __init__(self, source: Source, reopen: Callable[[], Source], stop: threading.Event,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self._source: Source | None = source
+    def __init__(self, source: Source | None, reopen: Callable[[], Source], stop: threading.Event,
+                 clock: Callable[[], float] = time.monotonic, description: str = "") -> None:
+        """`source` None: it could not be opened at start (one of several cameras), and is tried again."""
+        self._source = source
         self._reopen = reopen
         self._stop = stop
         self._clock = clock
-        self.description = source.description
+        self.description = source.description if source is not None else description
         self._seq = 0
         self._skipped_before = 0
-        self._outages = 0
+        self._outages = 0 if source is not None else 1
         self._outage_total = 0.0
-        self._lost_at: float | None = None
         self._state_since = clock()
+        self._lost_at: float | None = None if source is not None else self._state_since
 
     @property
     def skipped(self) -> int:
@@ -73,12 +75,11 @@ class ReconnectingSource:
                             self._outage_total + current, now - self._state_since)
 
     def read(self) -> Frame | None:
-        delay = FIRST_RETRY_S
+        backoff = Backoff(FIRST_RETRY_S, LONGEST_RETRY_S)
         while not self._stop.is_set():
             if self._source is None:
-                if self._stop.wait(delay):
+                if self._stop.wait(backoff.next()):
                     break
-                delay = min(delay * 2, LONGEST_RETRY_S)
                 self._try_reopen()
                 continue
             try:
@@ -109,6 +110,7 @@ class ReconnectingSource:
     def _try_reopen(self) -> None:
         try:
             self._source = self._reopen()
+            self.description = self._source.description
         except Exception as exc:
             log.debug("%s: reopening failed: %s", self.description, exc)
 

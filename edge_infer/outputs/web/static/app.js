@@ -12,7 +12,7 @@ const image = $("stream");
 let streaming = false;
 
 function attachStream() {
-  if (streaming || document.hidden) return;
+  if (streaming || document.hidden || document.body.classList.contains("multi")) return;
   streaming = true;
   image.src = "stream.mjpg?t=" + Date.now();
 }
@@ -96,12 +96,94 @@ function show(status) {
     text("throttled", "not reported");
   }
   const source = stats.source;
-  text("source", source ? source.state + (source.outages ? " (" + source.outages + " outages)" : "") : "file/images");
+  if (status.cameras) {
+    const live = status.cameras.filter((camera) => camera.streaming).length;
+    text("source", status.cameras.length + " cameras, " + live + " live");
+  } else {
+    text("source", source ? source.state + (source.outages ? " (" + source.outages + " outages)" : "") : "file/images");
+  }
   text("mqtt", status.mqtt_connected === null ? "not used" : status.mqtt_connected ? "connected" : "disconnected");
   text("model", status.model);
   text("backend", status.backend);
   text("uptime", stats.uptime_s !== undefined ? duration(stats.uptime_s) : "–");
 }
+
+// A `cameras:` run: a card per camera with its own stream; each region's newest label under it.
+const cards = new Map();
+
+function cameraCard(camera) {
+  const card = document.createElement("article");
+  card.className = "camera";
+  card.dataset.camera = camera.name;
+  const title = document.createElement("h3");
+  const name = document.createElement("span");
+  name.textContent = camera.name;
+  const state = document.createElement("span");
+  state.className = "pill";
+  title.append(name, state);
+  const frame = document.createElement("div");
+  frame.className = "frame";
+  const img = document.createElement("img");
+  img.alt = "Camera " + camera.name + ", with its regions and their labels drawn on";
+  const waiting = document.createElement("p");
+  waiting.className = "nostream";
+  waiting.textContent = "waiting for the picture…";
+  frame.append(img, waiting);
+  img.addEventListener("load", () => frame.classList.add("live"));
+  img.addEventListener("error", () => {
+    frame.classList.remove("live");
+    setTimeout(() => { if (!document.hidden) img.src = streamUrl(camera.name); }, RETRY_MS);
+  });
+  const regions = document.createElement("ul");
+  regions.className = "regions";
+  card.append(title, frame, regions);
+  const entry = { card, state, img, regions };
+  if (!document.hidden) img.src = streamUrl(camera.name);
+  return entry;
+}
+
+function streamUrl(name) {
+  return "stream.mjpg?camera=" + encodeURIComponent(name) + "&t=" + Date.now();
+}
+
+function showCameras(cameras) {
+  document.body.classList.add("multi");
+  const grid = $("cameras");
+  grid.hidden = false;
+  for (const camera of cameras) {
+    let entry = cards.get(camera.name);
+    if (!entry) {
+      entry = cameraCard(camera);
+      cards.set(camera.name, entry);
+      grid.append(entry.card);
+    }
+    entry.state.textContent = camera.streaming ? "live" : "reconnecting";
+    entry.state.className = "pill " + (camera.streaming ? "ok" : "bad");
+    entry.regions.replaceChildren(...camera.regions.map((region) => {
+      const li = document.createElement("li");
+      const where = document.createElement("span");
+      where.className = "muted";
+      where.textContent = region.name === null ? "whole frame" : region.name;
+      const label = document.createElement("span");
+      label.className = "label";
+      const top = region.result && region.result.top.length ? region.result.top[0] : null;
+      label.textContent = top ? top.label + " " : region.result ? "nothing above the threshold" : "no result yet";
+      if (top) {
+        const score = document.createElement("span");
+        score.className = "muted";
+        score.textContent = percent(top.score);
+        label.append(score);
+      }
+      li.append(where, label);
+      return li;
+    }));
+  }
+}
+
+// Hidden page: no streams at all (the device copies and encodes nothing for nobody); visible again: reattach.
+document.addEventListener("visibilitychange", () => {
+  for (const [name, entry] of cards) entry.img.src = document.hidden ? "data:," : streamUrl(name);
+});
 
 function setState(label, kind) {
   const pill = $("state");
@@ -115,7 +197,13 @@ async function poll() {
     if (!response.ok) throw new Error("HTTP " + response.status);
     const status = await response.json();
     show(status);
-    const up = !status.stats.source || status.stats.source.state === "streaming";
+    if (status.cameras) {
+      showCameras(status.cameras);  // each camera's card has its own stream
+    } else {
+      attachStream();  // the single view's, once the status says there is one camera
+    }
+    const up = status.cameras ? status.cameras.some((camera) => camera.streaming)
+      : !status.stats.source || status.stats.source.state === "streaming";
     setState(up ? "live" : "source reconnecting", up ? "ok" : "bad");
   } catch (error) {
     setState("no connection", "bad");
@@ -124,4 +212,3 @@ async function poll() {
 }
 
 poll();
-attachStream();

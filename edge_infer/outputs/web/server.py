@@ -1,0 +1,182 @@
+"""The live view's HTTP server: the standard library's threaded server, its handler, and basic auth's file.
+
+`http.server.ThreadingHTTPServer`: no dependency to install, pure Python (so it runs on any Pi and
+any Python the runtime runs on), one thread per connection (a viewer blocked on a slow network
+blocks only its own thread), and a handful of viewers is all a camera on a Pi ever has.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import select
+import socket
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlsplit
+
+from ...errors import ConfigError
+from .frames import WAIT_STEP_S, CameraView
+
+if TYPE_CHECKING:
+    from .config import WebConfig
+    from .output import WebOutput
+
+log = logging.getLogger(__name__)
+
+BOUNDARY = "edge-infer-frame"
+STALLED_VIEWER_S = 20.0  # a viewer that takes nothing for this long is disconnected (and a slow request line)
+HTML, JS, CSS = "text/html; charset=utf-8", "text/javascript; charset=utf-8", "text/css; charset=utf-8"
+STATIC = {"/": ("index.html", HTML), "/index.html": ("index.html", HTML), "/app.js": ("app.js", JS),
+          "/style.css": ("style.css", CSS)}
+# The page loads nothing from elsewhere (no CDN): say so, so an injected script could not either.
+SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
+                    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors *"}
+
+
+def read_credentials(path: str) -> tuple[bytes, bytes]:
+    try:
+        text = Path(path).expanduser().read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"web.credentials_file: cannot read '{path}': {exc.strerror}") from exc
+    except UnicodeDecodeError:
+        raise ConfigError(f"web.credentials_file: '{path}' is not UTF-8 text") from None
+    lines = [line for line in text.splitlines() if line.strip()]
+    if len(lines) != 1 or ":" not in lines[0] or lines[0].startswith(":"):
+        raise ConfigError(f"web.credentials_file: '{path}' must hold one line, user:password")
+    user, password = lines[0].split(":", 1)
+    if not password:
+        raise ConfigError(f"web.credentials_file: '{path}' has an empty password")
+    return user.encode(), password.encode()
+
+
+class WebServer(ThreadingHTTPServer):
+    daemon_threads = True  # a stuck viewer never holds up the process's exit
+    web: WebOutput
+
+
+class WebServer6(WebServer):
+    address_family = socket.AF_INET6
+
+
+class Handler(BaseHTTPRequestHandler):
+    server: WebServer
+    server_version = "edge-infer"
+    sys_version = ""  # no Python version in the Server header
+    timeout = STALLED_VIEWER_S  # the socket's: a stalled request or viewer ends its thread
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+        log.debug("web: %s %s", self.address_string(), format % args)  # stderr carries edge-infer's lines only
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        web = self.server.web
+        if not web.authorized(self.headers.get("Authorization")):
+            self.send_response(HTTPStatus.UNAUTHORIZED)
+            self.send_header("WWW-Authenticate", 'Basic realm="edge-infer", charset="UTF-8"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        url = urlsplit(self.path)
+        path = url.path
+        try:
+            if path in STATIC:
+                name, kind = STATIC[path]
+                self.reply(web.static[name], kind)
+            elif path in ("/stream.mjpg", "/snapshot.jpg"):
+                camera = parse_qs(url.query).get("camera", [None])[-1]
+                view = web.view(camera)
+                if view is None:
+                    known = ", ".join(str(name) for name in web.views)
+                    self.reply(f"no camera {camera!r}: the cameras are {known}\n".encode(), "text/plain; charset=utf-8",
+                               HTTPStatus.NOT_FOUND)
+                elif path == "/stream.mjpg":
+                    self.stream(web, view)
+                elif (jpeg := view.snapshot()) is None:
+                    self.reply(b"no frame yet\n", "text/plain; charset=utf-8", HTTPStatus.SERVICE_UNAVAILABLE)
+                else:
+                    self.reply(jpeg, "image/jpeg")
+            elif path == "/api/status":
+                self.reply(json.dumps(web.status()).encode(), "application/json")
+            elif path == "/metrics":
+                self.reply(web.metrics().encode(), "text/plain; version=0.0.4; charset=utf-8")
+            elif path == "/favicon.ico":
+                self.reply(b"", "image/x-icon", HTTPStatus.NO_CONTENT)
+            else:
+                self.reply(b"not found\n", "text/plain; charset=utf-8", HTTPStatus.NOT_FOUND)
+        except (BrokenPipeError, ConnectionResetError, TimeoutError):
+            pass  # the client went away
+        except Exception as exc:  # a bug in an endpoint: one failed request, never a failed run
+            log.warning("web: %s failed: %s: %s", path, type(exc).__name__, exc)
+            log.debug("web request failed", exc_info=True)
+
+    def reply(self, body: bytes, kind: str, status: HTTPStatus = HTTPStatus.OK) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")  # live data; the page is small and changes with upgrades
+        for name, value in SECURITY_HEADERS.items():
+            self.send_header(name, value)
+        self.end_headers()
+        if status != HTTPStatus.NO_CONTENT:
+            self.wfile.write(body)
+
+    def stream(self, web: WebOutput, view: CameraView) -> None:
+        self.send_response(HTTPStatus.OK)
+        self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
+        self.send_header("Cache-Control", "no-store")
+        for name, value in SECURITY_HEADERS.items():
+            self.send_header(name, value)
+        self.end_headers()
+        with view.hub.viewer() as seq:
+            while not web.stopping.is_set():
+                newer = view.hub.wait_newer(seq, WAIT_STEP_S)
+                # A closed tab: noticed now, not only when a write fails (the first write after the close
+                # still succeeds, into the socket's buffer), nor only once frames come again.
+                if peer_closed(self.connection):
+                    return
+                if newer is None:
+                    continue
+                jpeg, seq = newer
+                # One write per part; a slow viewer blocks here (its own thread) and skips what it missed.
+                self.wfile.write(b"--%s\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n%s\r\n"
+                                 % (BOUNDARY.encode(), len(jpeg), jpeg))
+
+
+def peer_closed(connection: socket.socket) -> bool:
+    try:
+        readable, _, _ = select.select([connection], [], [], 0)
+        return bool(readable) and connection.recv(1, socket.MSG_PEEK) == b""
+    except OSError:
+        return True
+
+
+def open_server(config: WebConfig) -> WebServer:
+    """Bind now, so a port in use or an address this machine does not have stops the run before it starts."""
+    try:
+        family = socket.getaddrinfo(config.host, config.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0][0]
+    except socket.gaierror as exc:
+        raise ConfigError(f"web.host: cannot resolve '{config.host}': {exc.strerror}") from exc
+    server_class = WebServer6 if family == socket.AF_INET6 else WebServer
+    try:
+        return server_class((config.host, config.port), Handler)
+    except OSError as exc:
+        where = f"{config.host}:{config.port}"
+        if exc.errno == errno.EADDRINUSE:
+            message = (f"web.port: {where} is already in use (another edge-infer, or another server): "
+                       "stop it or choose another web.port")
+        elif exc.errno == errno.EADDRNOTAVAIL:
+            message = (f"web.host: {config.host} is not an address of this machine: use 127.0.0.1 (this machine "
+                       "only), 0.0.0.0 (every network) or one of its own addresses")
+        elif exc.errno == errno.EACCES:
+            message = f"web.port: listening on {where} is not permitted (ports below 1024 need privileges)"
+        else:
+            message = f"web: cannot listen on {where}: {exc.strerror or exc}"
+        raise ConfigError(message) from exc
+
+
+def load_static(name: str) -> bytes:
+    return resources.files("edge_infer.outputs.web").joinpath("static", name).read_bytes()

@@ -1,0 +1,63 @@
+"""An IP camera for the tests: a real MJPEG stream (multipart/x-mixed-replace) over HTTP on loopback."""
+
+from __future__ import annotations
+
+import http.server
+import socketserver
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+
+class MjpegServer:
+    """An IP camera's MJPEG stream (multipart/x-mixed-replace) of one picture at `fps`, on a loopback port
+    that outlives stop() and start(), as a camera that reboots keeps its address."""
+
+    def __init__(self, image: Path | np.ndarray, fps: float = 20.0) -> None:
+        ok, jpeg = cv2.imencode(".jpg", image if isinstance(image, np.ndarray) else cv2.imread(str(image)))
+        assert ok
+        self.interval = 1.0 / fps
+        self.part = (b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(jpeg)
+                     + jpeg.tobytes() + b"\r\n")
+        self.port = 0
+        self.serving = threading.Event()
+        self.server: socketserver.ThreadingTCPServer | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/stream.mjpg"
+
+    def start(self) -> None:
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - the standard library's name
+                self.send_response(200)
+                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+                self.end_headers()
+                try:
+                    while outer.serving.is_set():
+                        self.wfile.write(outer.part)
+                        time.sleep(outer.interval)
+                except OSError:
+                    pass
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        socketserver.ThreadingTCPServer.allow_reuse_address = True
+        socketserver.ThreadingTCPServer.daemon_threads = True
+        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", self.port), Handler)
+        self.port = self.server.server_address[1]
+        self.serving.set()
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.serving.clear()  # open streams end
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None

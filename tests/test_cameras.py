@@ -1,0 +1,263 @@
+"""Several cameras and named regions in one run: real photos composed into frames whose parts have known
+labels, real models, real MJPEG streams over loopback (one stopped and restarted mid-run) and the real CLI."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from conftest import LiveRun, error_lines, filled, side_by_side
+from mjpeg import MjpegServer
+
+from edge_infer.cameras import cameras_of
+from edge_infer.config import load_config
+from edge_infer.pipeline.loop import Feed, OneResult, run_feeds
+from edge_infer.run import open_run
+from edge_infer.values import Class, Classification, Frame, Timing
+
+V2 = "mobilenet_v2_1.0_224_quant.tflite"
+V1_HALF = "mobilenet_v1_0.5_160_quant.tflite"
+
+
+class ListOutput:
+    name = "list"
+
+    def __init__(self) -> None:
+        self.results: list[Classification] = []
+
+    def publish(self, result: Classification) -> None:
+        self.results.append(result)
+
+    def close(self) -> None:
+        pass
+
+
+def write_config(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_each_region_classifies_its_own_part_of_the_frame(models: Path, images: Path, tmp_path: Path):
+    cv2.imwrite(str(tmp_path / "yard.png"), side_by_side(images, "bird.bmp", "parrot.jpg"))
+    config = load_config(str(write_config(tmp_path / "config.yaml", f"""
+model: {{path: {models / V2}, num_threads: 1}}
+postprocess: {{top_k: 1}}
+cameras:
+  yard:
+    source: {{type: images, path: {tmp_path / "yard.png"}}}
+    regions:
+      feeder: {{box: [0, 0, 0.5, 1]}}
+      perch: {{box: [0.5, 0, 0.5, 1], model: {models / V1_HALF}, top_k: 2}}
+  porch:
+    source: {{type: images, path: {images / "sunflower.bmp"}}}
+""")))
+    sink = ListOutput()
+    with open_run(config, outputs=[sink], environ={}) as run:
+        run.execute()
+        slots = {id(region.slot) for camera in run.cameras for region in camera.stages.regions}
+    by_place = {(r.camera, r.region): r for r in sink.results}
+    assert set(by_place) == {("yard", "feeder"), ("yard", "perch"), ("porch", None)}
+    assert by_place["yard", "feeder"].top[0].label == "chickadee" and by_place["yard", "feeder"].model == V2[:-7]
+    assert by_place["yard", "perch"].top[0].label == "macaw" and by_place["yard", "perch"].model == V1_HALF[:-7]
+    assert len(by_place["yard", "perch"].top) == 2 and len(by_place["yard", "feeder"].top) == 1
+    assert by_place["porch", None].top[0].label == "daisy"
+    assert len(slots) == 2  # one interpreter per distinct model: V2 serves the feeder and the porch
+    record = by_place["yard", "feeder"].to_json_dict()
+    assert (record["camera"], record["region"]) == ("yard", "feeder")
+    assert by_place["porch", None].to_json_dict()["region"] is None
+
+
+def test_swapped_halves_swap_the_labels(models: Path, images: Path, tmp_path: Path):
+    # The same regions on the mirrored composition: a label that followed the region, not the picture, fails.
+    cv2.imwrite(str(tmp_path / "yard.png"), side_by_side(images, "parrot.jpg", "bird.bmp"))
+    config = load_config(str(write_config(tmp_path / "config.yaml", f"""
+model: {{path: {models / V2}, num_threads: 1}}
+cameras:
+  yard:
+    source: {{type: images, path: {tmp_path / "yard.png"}}}
+    regions:
+      left: {{box: [0, 0, 0.5, 1]}}
+      right: {{box: [0.5, 0, 0.5, 1]}}
+""")))
+    sink = ListOutput()
+    with open_run(config, outputs=[sink], environ={}) as run:
+        run.execute()
+    assert {r.region: r.top[0].label for r in sink.results} == {"left": "macaw", "right": "chickadee"}
+
+
+def test_a_plain_source_run_is_one_camera_without_names(models: Path, images: Path):
+    config = load_config(None, {("model", "path"): (str(models / V2), "--model"),
+                                ("source",): ({"type": "images", "path": str(images / "bird.bmp")}, "--source")})
+    assert [camera.name for camera in cameras_of(config)] == [""]
+    sink = ListOutput()
+    with open_run(config, outputs=[sink], environ={}) as run:
+        run.execute()
+    assert "camera" not in sink.results[0].to_json_dict() and "region" not in sink.results[0].to_json_dict()
+
+
+class PacedSource:
+    """A live camera delivering `fps` frames a second until stopped."""
+
+    live = True
+    skipped = 0
+
+    def __init__(self, name: str, fps: float, stop: threading.Event) -> None:
+        self.description = name
+        self._interval = 1.0 / fps
+        self._stop = stop
+        self._seq = 0
+        self._image = np.zeros((4, 4, 3), np.uint8)
+
+    def read(self) -> Frame | None:
+        if self._stop.wait(self._interval):
+            return None
+        self._seq += 1
+        return Frame(self._seq, self._image, time.time())
+
+    def close(self) -> None:
+        pass
+
+
+class SlowStages:
+    """Stands in for a model taking `seconds` per invoke."""
+
+    def __init__(self, name: str, seconds: float) -> None:
+        self._name = name
+        self._seconds = seconds
+
+    def prepare(self, frame: Frame) -> Frame:
+        return frame
+
+    def classify(self, frame: Frame) -> Classification:
+        time.sleep(self._seconds)
+        return Classification(frame.seq, frame.ts, "m", "cpu", (Class(0, "x", 1.0),), Timing(0, self._seconds * 1e3, 0),
+                              camera=self._name)
+
+
+def run_for(seconds: float, feeds: list[tuple[str, float]], invoke_s: float) -> Counter[str]:
+    stop = threading.Event()
+    sink = ListOutput()
+    made = [Feed(PacedSource(name, fps, stop), OneResult(SlowStages(name, invoke_s)), every_frame=False, name=name)
+            for name, fps in feeds]
+    timer = threading.Timer(seconds, stop.set)
+    timer.start()
+    run_feeds(made, [sink], stop)
+    timer.cancel()
+    return Counter(result.camera for result in sink.results)
+
+
+def test_a_fast_camera_does_not_starve_a_slow_one():
+    # Inference (20 ms) is the bottleneck: 50 results a second to share. The 5 fps camera gets every frame
+    # it has; the 100 fps one gets the rest.
+    served = run_for(2.0, [("fast", 100.0), ("slow", 5.0)], invoke_s=0.02)
+    assert served["slow"] >= 8, served
+    assert served["fast"] >= 5 * served["slow"], served
+
+
+def test_equal_cameras_get_equal_turns():
+    served = run_for(2.0, [("a", 100.0), ("b", 100.0), ("c", 100.0)], invoke_s=0.01)
+    assert min(served.values()) >= 0.8 * max(served.values()), served
+
+
+def test_a_camera_that_stalls_costs_the_others_nothing():
+    served = run_for(1.5, [("alive", 100.0), ("stalled", 0.001)], invoke_s=0.005)
+    assert served["stalled"] == 0 and served["alive"] >= 50, served
+
+
+# --- the real CLI on real streams ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def streams(images: Path):
+    servers = [MjpegServer(side_by_side(images, "bird.bmp", "parrot.jpg"), fps=15),
+               MjpegServer(filled(cv2.imread(str(images / "sunflower.bmp")), 320, 240), fps=15)]
+    for server in servers:
+        server.start()
+    yield servers
+    for server in servers:
+        server.stop()
+
+
+def streams_config(tmp_path: Path, models: Path, first_url: str, second_url: str) -> Path:
+    return write_config(tmp_path / "config.yaml", f"""
+model: {{path: {models / V2}, num_threads: 1}}
+postprocess: {{top_k: 1}}
+x-stream: &stream {{type: opencv}}
+cameras:
+  yard:
+    source: {{<<: *stream, device: "{first_url}"}}
+    regions:
+      feeder: {{box: [0, 0, 0.5, 1]}}
+      perch: {{box: [0.5, 0, 0.5, 1]}}
+  garden:
+    source: {{<<: *stream, device: "{second_url}"}}
+""")
+
+
+def wait_until(condition, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def labels_of(results: list[dict]) -> dict[tuple[str, str | None], set[str]]:
+    seen: dict[tuple[str, str | None], set[str]] = {}
+    for result in results:
+        seen.setdefault((result["camera"], result["region"]), set()).add(result["top"][0]["label"])
+    return seen
+
+
+def test_a_stream_lost_mid_run_comes_back_while_the_other_camera_goes_on(models: Path, tmp_path: Path, streams):
+    yard, garden = streams
+    run = LiveRun(streams_config(tmp_path, models, yard.url, garden.url), tmp_path)
+    try:
+        wait_until(lambda: {("yard", "feeder"), ("yard", "perch"), ("garden", None)} <= set(labels_of(run.results)))
+        assert labels_of(run.results) == {("yard", "feeder"): {"chickadee"}, ("yard", "perch"): {"macaw"},
+                                          ("garden", None): {"daisy"}}
+        yard.stop()
+        time.sleep(1.0)  # the yard's last frames drain
+        during = len(run.results)
+        time.sleep(2.0)
+        outage = run.results[during:]
+        assert outage and {r["camera"] for r in outage} == {"garden"}  # the garden never stopped
+        yard.start()
+        wait_until(lambda: any(r["camera"] == "yard" for r in run.results[during:]))
+        frames = [r["frame"] for r in run.results if r["camera"] == "garden"]
+        assert frames == sorted(frames)
+    finally:
+        stderr = run.stop()
+    assert run.process.returncode == 0, stderr
+    assert "source lost" in stderr and "is back after" in stderr
+    assert not error_lines(stderr)
+
+
+def test_a_camera_missing_at_start_is_retried_while_the_others_run(models: Path, tmp_path: Path, streams):
+    yard, garden = streams
+    url = garden.url
+    garden.stop()
+    run = LiveRun(streams_config(tmp_path, models, yard.url, url), tmp_path)
+    try:
+        wait_until(lambda: any(r["camera"] == "yard" for r in run.results))
+        garden.start()
+        wait_until(lambda: any(r["camera"] == "garden" for r in run.results))
+    finally:
+        stderr = run.stop()
+    assert run.process.returncode == 0, stderr
+    assert "camera garden: " in stderr and "trying again every 1-30 s" in stderr
+
+
+def test_no_camera_opening_at_start_is_a_source_error(models: Path, tmp_path: Path, cli, streams):
+    yard, garden = streams
+    urls = yard.url, garden.url
+    for server in streams:
+        server.stop()
+    done = cli("run", "--config", str(streams_config(tmp_path, models, *urls)))
+    assert done.status == 4, done.stderr
+    [line] = error_lines(done.stderr)
+    assert "no camera could be opened" in line
