@@ -19,10 +19,10 @@ from .outputs.mqtt import MqttConfig
 from .outputs.snapshots import SnapshotsConfig
 from .outputs.web import WebConfig
 from .pipeline.classifier import ModelConfig
-from .pipeline.loop import RunConfig
 from .pipeline.postprocess import PostprocessConfig
 from .pipeline.preprocess import PreprocessConfig
 from .schema import Origin, Path, build, fail
+from .service.guard import GuardConfig
 from .sources.auto import AutoConfig
 from .sources.registry import SourceSpec, build_source_spec
 
@@ -34,6 +34,17 @@ MAX_DEPTH = 8  # the deepest key is five levels down (cameras: -> porch -> regio
 MAX_EXPANDED_VALUES = 10_000
 STR_TAG = "tag:yaml.org,2002:str"
 MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """The `run:` section: how the run assembly drives the loop, and the thermal guard."""
+
+    # newest: drop frames inference had no time for (live video); all: every frame (files).
+    # auto: newest for cameras and streams, all for image and video files.
+    frames: Literal["auto", "newest", "all"] = "auto"
+    max_frames: int = field(default=0, metadata={"min": 0})  # 0: until the source ends or a signal
+    guard: GuardConfig = GuardConfig()  # the thermal guard: cheaper models while the board is hot
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,27 @@ class PreparedFrame:
 
 
 @dataclass(frozen=True)
+class Window:
+    """A rectangle of pixels."""
+
+    x: int
+    y: int
+    width: int
+    height: int
+
+
+def center_window(width: int, height: int, aspect_width: int, aspect_height: int) -> Window:
+    """The largest window of a width x height area with the aspect ratio aspect_width : aspect_height,
+    centred: the sides (or the top and bottom) that do not fit are cut evenly."""
+    # Compare aspect ratios without division: width/height vs aspect_width/aspect_height.
+    if width * aspect_height > aspect_width * height:
+        kept = round(height * aspect_width / aspect_height)
+        return Window((width - kept) // 2, 0, kept, height)
+    kept = round(width * aspect_height / aspect_width)
+    return Window(0, (height - kept) // 2, width, kept)
+
+
+@dataclass(frozen=True)
 class Box:
     """A region of the frame in fractions of its width and height: left, top, width, height."""
 

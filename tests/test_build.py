@@ -26,7 +26,7 @@ except ImportError:
 
 from ai_edge_litert.interpreter import Interpreter  # noqa: E402
 
-from edge_infer.models.build import BuildRequest, build  # noqa: E402
+from edge_infer.training.build import BuildRequest, build  # noqa: E402
 
 GOLDEN = {"parrot.jpg": "macaw", "bird.bmp": "chickadee", "sunflower.bmp": "daisy"}
 

@@ -14,11 +14,10 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_infer.config import Config
+from edge_infer.config import Config, RunConfig
 from edge_infer.errors import ConfigError, SourceError
 from edge_infer.outputs.mqtt import MqttConfig
 from edge_infer.pipeline.classifier import ModelConfig
-from edge_infer.pipeline.loop import RunConfig
 from edge_infer.run import open_run
 from edge_infer.schema import Origin
 from edge_infer.sources.registry import build_source_spec

@@ -129,7 +129,7 @@ def command_inspect(args: argparse.Namespace) -> int:
 
 
 def command_build(args: argparse.Namespace) -> int:
-    from ..models.build import BuildRequest, build, compile_for_edgetpu
+    from ..training.build import BuildRequest, build, compile_for_edgetpu
 
     if args.edgetpu and args.quantize not in ("int8", "uint8"):
         raise ConfigError("--edgetpu needs a full-integer model: --quantize uint8 or int8")

@@ -11,6 +11,8 @@ from ..errors import ModelError
 from .files import ModelFile
 
 SUPPORTED_DTYPES = (np.uint8, np.int8, np.float32)
+# (mean, std): MobileNets are trained on pixels scaled to [-1, 1], i.e. (pixel - 127.5) / 127.5.
+MOBILENET_NORMALIZATION = (127.5, 127.5)
 
 
 @dataclass(frozen=True)

@@ -6,10 +6,9 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, Literal, Protocol
+from typing import Any, Generic, Protocol
 
 from ..outputs.base import Output, OutputClosed
-from ..service.guard import GuardConfig
 from ..sources.base import Source
 from ..values import Classification, Frame
 from .capture import FrameHandoff, Item, start_capture
@@ -19,15 +18,6 @@ log = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.1  # how often a waiting loop looks at the stop event
 CAPTURE_JOIN_SECONDS = 1.0
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    # newest: drop frames inference had no time for (live video); all: every frame (files).
-    # auto: newest for cameras and streams, all for image and video files.
-    frames: Literal["auto", "newest", "all"] = "auto"
-    max_frames: int = field(default=0, metadata={"min": 0})  # 0: until the source ends or a signal
-    guard: GuardConfig = GuardConfig()  # the thermal guard: cheaper models while the board is hot
 
 
 class Stages(Protocol[Item]):

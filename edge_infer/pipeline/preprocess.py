@@ -14,11 +14,8 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from ..models.tensors import TensorSpec
-from ..values import Box
-
-# (mean, std): MobileNets are trained on pixels scaled to [-1, 1], i.e. (pixel - 127.5) / 127.5.
-MOBILENET_NORMALIZATION = (127.5, 127.5)
+from ..models.tensors import MOBILENET_NORMALIZATION, TensorSpec
+from ..values import Box, Window, center_window
 
 
 @dataclass(frozen=True)
@@ -42,28 +39,9 @@ INTERPOLATION = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR, "nearest": 
 
 
 @dataclass(frozen=True)
-class Window:
-    x: int
-    y: int
-    width: int
-    height: int
-
-
-@dataclass(frozen=True)
 class ResizePlan:
     source: Window  # the part of the frame that is kept
     target: Window  # where it lands in the model's input (smaller than the input only for letterbox)
-
-
-def center_window(width: int, height: int, aspect_width: int, aspect_height: int) -> Window:
-    """The largest window of a width x height area with the aspect ratio aspect_width : aspect_height,
-    centred: the sides (or the top and bottom) that do not fit are cut evenly."""
-    # Compare aspect ratios without division: width/height vs aspect_width/aspect_height.
-    if width * aspect_height > aspect_width * height:
-        kept = round(height * aspect_width / aspect_height)
-        return Window((width - kept) // 2, 0, kept, height)
-    kept = round(width * aspect_height / aspect_width)
-    return Window(0, (height - kept) // 2, width, kept)
 
 
 def plan_resize(frame_height: int, frame_width: int, input_height: int, input_width: int, crop: str) -> ResizePlan:

@@ -21,8 +21,7 @@ import cv2
 import numpy as np
 
 from ..errors import SourceError
-from ..pipeline.preprocess import center_window
-from ..values import Frame
+from ..values import Frame, center_window
 from .base import BufferPool, SourceHints
 
 log = logging.getLogger(__name__)

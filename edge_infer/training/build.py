@@ -25,13 +25,13 @@ import cv2
 import numpy as np
 
 from ..errors import ConfigError, RuntimeUnavailableError
-from ..pipeline.preprocess import MOBILENET_NORMALIZATION, Preprocessor
+from ..models.files import replacing
+from ..models.graph import GraphCost, interpreter_cost
+from ..models.metadata import METADATA_FILE, align_labels, parse_labels
+from ..models.runtime import load_runtime
+from ..models.tensors import MOBILENET_NORMALIZATION, TensorSpec
+from ..pipeline.preprocess import Preprocessor
 from ..sources.images import IMAGE_SUFFIXES
-from .files import replacing
-from .graph import GraphCost, interpreter_cost
-from .metadata import METADATA_FILE, align_labels, parse_labels
-from .runtime import load_runtime
-from .tensors import TensorSpec
 
 log = logging.getLogger(__name__)
 
