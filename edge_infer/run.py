@@ -21,7 +21,7 @@ from .config import Config
 from .errors import ModelError, SourceError
 from .models.files import resolve_model
 from .models.pull import fetch_missing
-from .outputs.base import CameraLayout, FrameWatcher, Output, OutputContext
+from .outputs.base import CameraLayout, FrameWatcher, Output, OutputContext, Peers
 from .outputs.registry import open_output
 from .pipeline.classifier import Classifier, LoadedModel, ModelConfig, load_classifier
 from .pipeline.failover import Failover
@@ -176,11 +176,12 @@ def open_run(config: Config, *, stop: threading.Event | None = None, source: Sou
         context = OutputContext(info.name, info.backend, lambda: run.snapshot() if run else stats.snapshot(), layout,
                                 lambda name: not getattr(streaming.get(name), "reconnecting", False))
         if outputs is None:
-            outputs = []
+            peers = Peers(config.outputs)
             for name in config.outputs:
-                output = open_output(name, config, context, outputs)
+                output = open_output(name, getattr(config, name, None), context, peers)
                 opened.callback(output.close)
-                outputs.append(output)
+                peers.opened.append(output)
+            outputs = peers.opened
         notifier = SystemdNotifier.from_environment(environ)
         if notifier is not None:  # under systemd (Type=notify): readiness and watchdog pings ride on the results
             opened.callback(notifier.close)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
 
 from ..values import Box, Classification, Frame
 
@@ -29,6 +29,37 @@ class FrameWatcher(Protocol):
     at its own rate), never encode or wait there."""
 
     def see_frame(self, frame: Frame, camera: str | None = None) -> None: ...
+
+
+@runtime_checkable
+class BrokerLink(Protocol):
+    """An output that keeps a connection to a broker (MQTT): the live view shows whether it is up."""
+
+    @property
+    def connected(self) -> bool: ...
+
+
+@runtime_checkable
+class SnapshotPublisher(Protocol):
+    """An output that carries snapshots further (MQTT's retained snapshot topics)."""
+
+    def publish_snapshot(self, jpeg: bytes, camera: str | None = None, region: str | None = None) -> None: ...
+
+
+T = TypeVar("T")
+
+
+class Peers:
+    """The run's outputs, as the run assembly opens them: an output that uses another (the snapshots publish
+    on MQTT, the live view shows whether MQTT is connected) finds it here when it needs it, by what it can
+    do, so outputs may be listed, and so opened, in any order and no output module imports another."""
+
+    def __init__(self, names: Sequence[str] = ()) -> None:
+        self.names = tuple(names)  # every output listed in the configuration, opened or not yet
+        self.opened: list[Output] = []
+
+    def find(self, kind: type[T]) -> T | None:
+        return next((output for output in self.opened if isinstance(output, kind)), None)  # type: ignore[misc]
 
 
 @dataclass(frozen=True)

@@ -26,17 +26,14 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import paho.mqtt.client as mqtt
 
 from .. import __version__
 from ..errors import ConfigError
 from ..values import Classification
-from .base import CameraLayout, OutputContext
-
-if TYPE_CHECKING:
-    from ..config import Config
+from .base import CameraLayout, OutputContext, Peers
 
 log = logging.getLogger(__name__)
 
@@ -493,5 +490,6 @@ class MqttOutput:
         self._client.loop_stop()
 
 
-def open_mqtt(config: Config, context: OutputContext) -> MqttOutput:
-    return MqttOutput(config.mqtt, context, snapshots="snapshots" in config.outputs)
+def open_mqtt(config: MqttConfig, context: OutputContext, peers: Peers) -> MqttOutput:
+    # Discovery goes out on connect, perhaps before a snapshots output listed after this one has opened.
+    return MqttOutput(config, context, snapshots="snapshots" in peers.names)

@@ -1,59 +1,34 @@
-"""Outputs keyed by the names in the config's `outputs:` list.
-
-Outputs do not know each other. Where one uses another (the snapshots publish their JPEG on MQTT,
-the live view shows whether MQTT is connected), the factory here hands it a small callable that
-looks for the other output among the run's outputs (the list the run assembly keeps) when it is
-called: the outputs may be listed, and so opened, in any order, and neither module imports the other.
-"""
+"""Outputs keyed by the names in the config's `outputs:` list, registered like sources: each with its own
+section of the configuration (its config class sits beside its code) and the function that opens it."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, TypeVar
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
-from ..values import Classification
-from .base import Output, OutputContext
-from .mqtt import MqttOutput, open_mqtt
-from .snapshots import SnapshotOutput
-from .stdout import StdoutOutput
-from .web import WebOutput
-
-if TYPE_CHECKING:
-    from ..config import Config
-
-T = TypeVar("T")
-
-def peer(outputs: Sequence[Output], kind: type[T]) -> T | None:
-    """The output of type `kind` among the run's `outputs`, if there is one (yet)."""
-    return next((output for output in outputs if isinstance(output, kind)), None)
+from .base import Output, OutputContext, Peers
+from .mqtt import MqttConfig, open_mqtt
+from .snapshots import SnapshotsConfig, open_snapshots
+from .stdout import open_stdout
+from .web import WebConfig
+from .web.output import open_web
 
 
-def open_web(config: Config, context: OutputContext, run_outputs: Sequence[Output]) -> Output:
-    def mqtt_connected() -> bool:
-        mqtt = peer(run_outputs, MqttOutput)
-        return mqtt is not None and mqtt.connected
-
-    return WebOutput(config.web, context, mqtt_connected if "mqtt" in config.outputs else None)
+@dataclass(frozen=True)
+class OutputType:
+    config: type | None  # the class of its section (`mqtt:`, `web:`, ...); None: it has none
+    open: Callable[[Any, OutputContext, Peers], Output]
 
 
-def open_snapshots(config: Config, context: OutputContext, run_outputs: Sequence[Output]) -> Output:
-    def publish(jpeg: bytes, result: Classification) -> None:
-        mqtt = peer(run_outputs, MqttOutput)
-        if mqtt is not None:
-            mqtt.publish_snapshot(jpeg, result.camera, result.region)
-
-    return SnapshotOutput(config.snapshots, context, publish if "mqtt" in config.outputs else None)
-
-
-# Each factory takes the whole Config (for its own section), the run's context and the run's outputs
-# (filled in as they open).
-OUTPUT_TYPES: dict[str, Callable[[Config, OutputContext, Sequence[Output]], Output]] = {
-    "stdout": lambda config, context, run_outputs: StdoutOutput(),
-    "mqtt": lambda config, context, run_outputs: open_mqtt(config, context),
-    "web": open_web,
-    "snapshots": open_snapshots,
+OUTPUT_TYPES: dict[str, OutputType] = {
+    "stdout": OutputType(None, open_stdout),
+    "mqtt": OutputType(MqttConfig, open_mqtt),
+    "web": OutputType(WebConfig, open_web),
+    "snapshots": OutputType(SnapshotsConfig, open_snapshots),
 }
 
 
-def open_output(name: str, config: Config, context: OutputContext, run_outputs: Sequence[Output]) -> Output:
-    return OUTPUT_TYPES[name](config, context, run_outputs)
+def open_output(name: str, section: Any, context: OutputContext, peers: Peers) -> Output:
+    """Open output `name` with its own section of the configuration (None for an output without one)."""
+    return OUTPUT_TYPES[name].open(section, context, peers)

@@ -33,7 +33,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..values import Box, Classification, Frame
-from .base import OutputContext
+from .base import OutputContext, Peers, SnapshotPublisher
 
 log = logging.getLogger(__name__)
 
@@ -255,6 +255,15 @@ class SnapshotOutput:
         self._stop.set()
         self._worker.join(CLOSE_TIMEOUT_S)
         log.debug("snapshots: %d saved, %d dropped (queue full), %d failed", self.saved, self.dropped, self.errors)
+
+
+def open_snapshots(config: SnapshotsConfig, context: OutputContext, peers: Peers) -> SnapshotOutput:
+    def publish(jpeg: bytes, result: Classification) -> None:
+        publisher = peers.find(SnapshotPublisher)  # MQTT, if the run has it
+        if publisher is not None:
+            publisher.publish_snapshot(jpeg, result.camera, result.region)
+
+    return SnapshotOutput(config, context, publish)
 
 
 def prepare_directory(directory: Path) -> None:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 
 from ... import __version__
 from ...values import Classification, Frame
-from ..base import OutputContext
+from ..base import BrokerLink, OutputContext, Peers
 from .config import WebConfig
 from .frames import CameraView
 from .metrics import INFERENCE_BUCKETS, Histogram, RegionCounts, render_metrics
@@ -36,10 +36,11 @@ class WebOutput:
     name = "web"
 
     def __init__(self, config: WebConfig, context: OutputContext,
-                 mqtt_connected: Callable[[], bool] | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+                 mqtt_connected: Callable[[], bool | None] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._config = config
         self._context = context
-        self._mqtt_connected = mqtt_connected  # None: the run has no MQTT output
+        self._mqtt_connected = mqtt_connected  # says None (or is None) when the run has no MQTT output
         self._clock = clock
         self._credentials = read_credentials(config.credentials_file) if config.credentials_file else None
         self.static = {name: load_static(name) for name, _ in STATIC.values()}
@@ -118,7 +119,8 @@ class WebOutput:
             return stats
 
     def mqtt_connected(self) -> bool | None:
-        return None if self._mqtt_connected is None else bool(self._mqtt_connected())
+        """None: the run has no MQTT output."""
+        return None if self._mqtt_connected is None else self._mqtt_connected()
 
     @property
     def viewers(self) -> int:
@@ -191,3 +193,9 @@ class WebOutput:
         self._server_thread.join(SERVE_POLL_S * 5)
 
 
+def open_web(config: WebConfig, context: OutputContext, peers: Peers) -> WebOutput:
+    def mqtt_connected() -> bool | None:
+        link = peers.find(BrokerLink)
+        return None if link is None else link.connected
+
+    return WebOutput(config, context, mqtt_connected)
