@@ -11,8 +11,7 @@ from .base import Output, OutputContext, Peers
 from .mqtt import MqttConfig, open_mqtt
 from .snapshots import SnapshotsConfig, open_snapshots
 from .stdout import open_stdout
-from .web import WebConfig
-from .web.output import open_web
+from .web import WebConfig, open_web
 
 
 @dataclass(frozen=True)

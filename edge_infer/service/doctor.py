@@ -631,22 +631,17 @@ MqttProbe = Callable[["MqttConfig", float], "str | None"]
 
 def probe_mqtt(config: MqttConfig, timeout: float = MQTT_TIMEOUT_S) -> str | None:
     """None when the broker answers CONNECT with an accepting CONNACK within `timeout`; else what went wrong."""
-    import paho.mqtt.client as mqtt
+    from ..outputs.mqtt.client import make_client  # paho, only when the broker is probed
 
-    from ..outputs.mqtt import read_password
-
-    # Its own client id: reusing the service's would make the broker drop the running service's session.
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
-                         client_id=f"edge-infer-doctor-{socket.gethostname()}-{os.getpid()}")
     answer: list[Any] = []
+    try:
+        # Its own client id: reusing the service's would make the broker drop the running service's session.
+        client = make_client(config, f"edge-infer-doctor-{socket.gethostname()}-{os.getpid()}")
+    except EdgeInferError as exc:
+        return " ".join(str(exc).split())
     client.on_connect = lambda _c, _u, _f, reason, _p: answer.append(reason)
     client.connect_timeout = timeout
     try:
-        if config.username is not None:
-            client.username_pw_set(config.username, read_password(config))
-        if config.tls:
-            client.tls_set(ca_certs=config.ca_file, certfile=config.cert_file, keyfile=config.key_file)
-            client.tls_insecure_set(config.tls_insecure)
         client.connect(config.host, config.port, keepalive=max(5, int(timeout * 2)))
         deadline = time.monotonic() + timeout
         while not answer and time.monotonic() < deadline:

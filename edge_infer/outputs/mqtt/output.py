@@ -16,24 +16,21 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import socket
-import ssl
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from .. import __version__
-from ..errors import ConfigError
-from ..values import Classification
-from .base import CameraLayout, OutputContext, Peers
+from ... import __version__
+from ...values import Classification
+from ..base import CameraLayout, OutputContext
+from .client import make_client
+from .config import MqttConfig
 
 log = logging.getLogger(__name__)
 
@@ -42,35 +39,6 @@ CLOSE_TIMEOUT_S = 1.0  # SIGTERM must end the process within 2 s
 NO_ANSWER_WARNING_S = 5.0  # a broker that takes TCP but sends no CONNACK would otherwise go unnoticed for keepalive s
 FIRST_STATS_S = 1.0  # after connecting: a dashboard shows the numbers without waiting a whole stats_interval
 WATCH_STEP_S = 0.25
-
-
-@dataclass(frozen=True)
-class MqttConfig:
-    host: str = field(default="localhost", metadata={"min_length": 1, "max_length": 253})
-    port: int = field(default=1883, metadata={"min": 1, "max": 65535})
-    client_id: str = field(default="", metadata={"max_length": 256})  # "": edge-infer-<device>
-    topic_prefix: str = field(default="edge-infer", metadata={"pattern": r"[^#+]+",
-                                                              "pattern_help": "a topic without + or #"})
-    device: str = field(default="", metadata={"max_length": 64})  # "": this machine's hostname
-    qos: int = field(default=1, metadata={"min": 0, "max": 2})
-    retain: bool = False  # retain classification messages (status and discovery are always retained)
-    keepalive: int = field(default=60, metadata={"min": 5, "max": 65535})
-    username: str | None = None
-    password_file: str | None = None  # a file holding only the password (readable by the service user)
-    password_env: str | None = None  # or the name of an environment variable holding it
-    tls: bool = False
-    ca_file: str | None = None  # None with tls: the system's CA store
-    cert_file: str | None = None  # client certificate, for brokers that require one
-    key_file: str | None = None
-    tls_insecure: bool = False  # skip the broker hostname check (self-signed test brokers only)
-    # all: every frame; change: when the top label changes; rate: at most max_per_second.
-    # max_per_second also caps `change`, so a flickering label cannot flood the broker. 0: no cap.
-    publish: Literal["all", "change", "rate"] = "change"
-    max_per_second: float = field(default=2.0, metadata={"min": 0.0})
-    stats_interval: float = field(default=30.0, metadata={"min": 0.0})  # seconds; 0: no stats
-    backlog: int = field(default=100, metadata={"min": 0, "max": 100000})  # results kept while disconnected
-    discovery: bool = True  # Home Assistant MQTT discovery (sent again when Home Assistant comes online)
-    discovery_prefix: str = "homeassistant"
 
 
 def topic_safe(name: str) -> str:
@@ -109,19 +77,6 @@ class PublishPolicy:
             return False
         self._last_key, self._last_time = key, now
         return True
-
-
-def read_password(config: MqttConfig) -> str | None:
-    if config.password_file:
-        try:
-            return Path(config.password_file).read_text().rstrip("\r\n")
-        except OSError as exc:
-            raise ConfigError(f"mqtt.password_file: cannot read '{config.password_file}': {exc.strerror}") from exc
-    if config.password_env:
-        if config.password_env not in os.environ:
-            raise ConfigError(f"mqtt.password_env: environment variable {config.password_env} is not set")
-        return os.environ[config.password_env]
-    return None
 
 
 EVENT_LABEL_CHANGED = "label_changed"
@@ -254,28 +209,15 @@ class MqttOutput:
         self._closing = False
         self._outage_logged = False
         self._stop = threading.Event()
-        self._client = self._make_client(read_password(config))
+        self._client = self._make_client()
         self._client.connect_async(config.host, config.port, config.keepalive)
         self._client.loop_start()
         threading.Thread(target=self._watch, name="mqtt-watch", daemon=True).start()
         log.info("mqtt: publishing to %s:%d under %s/ (%s)", config.host, config.port, base, config.publish)
 
-    def _make_client(self, password: str | None) -> mqtt.Client:
+    def _make_client(self) -> mqtt.Client:
         config = self._config
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
-                             client_id=config.client_id or f"edge-infer-{self.device}")
-        if config.username is not None:
-            client.username_pw_set(config.username, password)
-        if config.tls:
-            for key in ("ca_file", "cert_file", "key_file"):
-                value = getattr(config, key)
-                if value and not os.access(value, os.R_OK):
-                    raise ConfigError(f"mqtt.{key}: cannot read '{value}'")
-            try:
-                client.tls_set(ca_certs=config.ca_file, certfile=config.cert_file, keyfile=config.key_file)
-            except (ssl.SSLError, OSError, ValueError) as exc:
-                raise ConfigError(f"mqtt: TLS settings rejected: {exc}") from exc
-            client.tls_insecure_set(config.tls_insecure)
+        client = make_client(config, config.client_id or f"edge-infer-{self.device}")
         client.will_set(self.topics["status"], STATUS_OFFLINE, qos=1, retain=True)
         client.reconnect_delay_set(min_delay=1, max_delay=30)
         # paho queues what it could not send yet; bound that too (room for a flushed backlog plus the
@@ -488,8 +430,3 @@ class MqttOutput:
                 log.warning("mqtt: could not publish 'stopped': %s", exc)
         self._client.disconnect()
         self._client.loop_stop()
-
-
-def open_mqtt(config: MqttConfig, context: OutputContext, peers: Peers) -> MqttOutput:
-    # Discovery goes out on connect, perhaps before a snapshots output listed after this one has opened.
-    return MqttOutput(config, context, snapshots="snapshots" in peers.names)
