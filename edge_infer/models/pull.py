@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-import http.client
 import logging
 import os
 import shutil
 import sys
 import tarfile
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO, TextIO
-
-from tqdm import tqdm
+from typing import Any, BinaryIO, TextIO
 
 from ..errors import ModelError
 from .files import pull_dir, replacing, resolve_model
@@ -41,6 +36,11 @@ def is_valid(path: Path, entry: ModelEntry) -> bool:
 
 def download(url: str, out: BinaryIO, progress: Progress | None) -> None:
     """Stream `url` into `out`; a connection that ends before Content-Length is an error."""
+    # The network's modules (ssl among them, 8 MB of RSS) when something is downloaded, not in every run.
+    import http.client
+    import urllib.error
+    import urllib.request
+
     try:
         with urllib.request.urlopen(url, timeout=30) as response:
             total = int(response.headers["Content-Length"]) if response.headers.get("Content-Length") else None
@@ -110,11 +110,13 @@ def extract_member(path: Path, entry: ModelEntry) -> None:
 
 def progress_bar(name: str, stream: TextIO = sys.stderr) -> Progress:
     """A progress bar (tqdm) while a download runs on a terminal; on a pipe or in the journal, none."""
-    bar: tqdm | None = None
+    bar: Any = None
 
     def show(received: int, total: int | None) -> None:
         nonlocal bar
         if bar is None:
+            from tqdm import tqdm  # when a download starts: a run that downloads nothing does not carry it
+
             bar = tqdm(total=total, desc=name, unit="B", unit_scale=True, unit_divisor=1024, file=stream,
                        disable=not stream.isatty(), leave=True)
         bar.update(received - bar.n)
