@@ -18,16 +18,15 @@ from functools import partial
 
 from .cameras import CameraConfig, RegionConfig, cameras_of, regions_of
 from .config import Config
-from .errors import ModelError, SourceError
-from .models.files import resolve_model
+from .errors import SourceError
 from .models.pull import fetch_missing
 from .outputs.base import CameraLayout, FrameWatcher, Output, OutputContext, Peers
 from .outputs.registry import open_output
-from .pipeline.classifier import Classifier, LoadedModel, ModelConfig, load_classifier
-from .pipeline.failover import Failover
+from .pipeline.classifier import Classifier
 from .pipeline.loop import Feed, run_feeds
 from .pipeline.postprocess import PostprocessConfig
 from .pipeline.preprocess import PreprocessConfig
+from .pipeline.selection import ModelSelection
 from .pipeline.stages import CameraStages, FrameClassifier, ModelSlot
 from .pipeline.stats import RunStats
 from .service.board import board_health
@@ -36,6 +35,7 @@ from .service.systemd import SystemdNotifier
 from .sources.base import Source, SourceHints
 from .sources.reconnect import FIRST_RETRY_S, LONGEST_RETRY_S, ReconnectingSource
 from .sources.registry import open_source
+from .status import CameraStatus, GuardStatus, RegionStatus, RunStatus
 
 log = logging.getLogger(__name__)
 
@@ -87,21 +87,16 @@ class Run:
     def every_frame(self) -> bool:
         return self.cameras[0].every_frame
 
-    def snapshot(self) -> dict[str, object]:
-        """The run's statistics, the sources' health and the board's, as the MQTT stats message carries them."""
+    def status(self) -> RunStatus:
+        """The run's counts, the model and backend in use, the sources' health and the board's; from any thread."""
         info = self.classifier.info
-        snapshot: dict[str, object] = {**self.stats.snapshot(), "model": info.name, "backend": info.backend}
-        if self.cameras[0].name is None:
-            if isinstance(self.source, ReconnectingSource):
-                snapshot["source"] = self.source.health().to_json_dict()
-        else:
-            snapshot["cameras"] = {camera.name: camera_snapshot(camera) for camera in self.cameras}
-        if self.slot.failover is not None:
-            snapshot["accelerator"] = self.slot.failover.health().to_json_dict()
-        if self.guard is not None:
-            snapshot["guard"] = {"level": self.guard.level, "model": self.guard.model,
-                                 "temperature_c": self.guard.temperature_c}
-        return {**snapshot, **board_health()}
+        plain = self.cameras[0].name is None
+        return RunStatus(
+            info.name, info.backend, self.stats.counts(),
+            source=self.source.health() if plain and isinstance(self.source, ReconnectingSource) else None,
+            accelerator=self.slot.failover.health() if self.slot.failover is not None else None,
+            guard=GuardStatus(self.guard.level, self.guard.model, self.guard.temperature_c) if self.guard else None,
+            board=board_health(), cameras=() if plain else tuple(camera_status(camera) for camera in self.cameras))
 
     def step(self, level: int, reading: Reading) -> None:
         """The thermal guard's step: switch to the ladder's model at `level` (0: the configured one)."""
@@ -135,16 +130,12 @@ class Run:
                     output.keepalive()
 
 
-def camera_snapshot(camera: Camera) -> dict[str, object]:
-    """One camera's part of the stats: its frames, rate and drops, and its source's health."""
-    snapshot = {key: value for key, value in camera.stats.snapshot().items()
-                if key not in ("uptime_s", "output_errors")}
-    if isinstance(camera.source, ReconnectingSource):
-        snapshot["source"] = camera.source.health().to_json_dict()
-    snapshot["regions"] = {region.region: {"model": region.classifier.info.name,
-                                           "backend": region.classifier.info.backend}
-                           for region in camera.stages.regions if region.region is not None}
-    return snapshot
+def camera_status(camera: Camera) -> CameraStatus:
+    """One camera's part of the status: its counts, its source's health, its regions' models in use."""
+    return CameraStatus(str(camera.name), camera.stats.counts(),
+                        camera.source.health() if isinstance(camera.source, ReconnectingSource) else None,
+                        {region.region: RegionStatus(region.classifier.info.name, region.classifier.info.backend)
+                         for region in camera.stages.regions if region.region is not None})
 
 
 @contextmanager
@@ -155,14 +146,13 @@ def open_run(config: Config, *, stop: threading.Event | None = None, source: Sou
     stop = stop or threading.Event()
     with ExitStack() as opened:
         mirror = environ.get("EDGE_INFER_MODEL_MIRROR")
-        fetch_missing(config.model.path, config.model.models_dir, mirror)
-        if config.model.delegate == "edgetpu" and config.model.fallback_model:  # now, not when the Coral fails
-            try:
-                fetch_missing(config.model.fallback_model, config.model.models_dir, mirror)
-            except ModelError as exc:
-                raise ModelError(f"model.fallback_model: {exc}") from exc
         cameras = cameras_of(config)
-        slots = open_slots(config, cameras, mirror)
+        guard = config.run.guard
+        slots = ModelSelection(
+            config.model, ladder=guard.ladder if guard.enabled else (),
+            regions=[(f"cameras.{camera.name}.regions.{region.name}", region.model) for camera in cameras
+                     for region in camera.regions if region.model is not None],
+            fetch=lambda name: fetch_missing(name, config.model.models_dir, mirror)).open()
         slot = slots[None]
         reader_done = threading.Event()
         reader_done.set()
@@ -173,8 +163,8 @@ def open_run(config: Config, *, stop: threading.Event | None = None, source: Sou
         layout = tuple(CameraLayout(camera.name, {region.name: region.box for region in camera.regions})
                        for camera in config.cameras)
         streaming = dict(zip((camera.name for camera in config.cameras), sources, strict=False))
-        context = OutputContext(info.name, info.backend, lambda: run.snapshot() if run else stats.snapshot(), layout,
-                                lambda name: not getattr(streaming.get(name), "reconnecting", False))
+        context = OutputContext(lambda: run.status() if run else RunStatus(info.name, info.backend, stats.counts()),
+                                layout, lambda name: not getattr(streaming.get(name), "reconnecting", False))
         if outputs is None:
             peers = Peers(config.outputs)
             for name in config.outputs:
@@ -199,11 +189,10 @@ def open_run(config: Config, *, stop: threading.Event | None = None, source: Sou
                                             partial(watcher.see_frame, camera=name) for watcher in watchers])
             every_frame = frames == "all" or (frames == "auto" and not camera_source.live)
             run_cameras.append(Camera(name, camera_source, stages, RunStats(), every_frame))
-        guard = config.run.guard
         run = Run(config, tuple(run_cameras), slot, tuple(outputs), stats, stop, reader_done,
                   GuardState(model=config.model.path) if guard.enabled else None)
         if guard.enabled:
-            start_guard(run, environ)
+            start_guard(run)
         for camera in run.cameras:
             log.info("%ssource: %s (%s)", f"camera {camera.name}: " if camera.name else "", camera.source.description,
                      "every frame" if camera.every_frame else "newest frame")
@@ -219,37 +208,6 @@ def region_postprocess(config: Config, region: RegionConfig) -> PostprocessConfi
     return PostprocessConfig(top_k=post.top_k if region.top_k is None else region.top_k,
                              threshold=post.threshold if region.threshold is None else region.threshold,
                              smoothing=post.smoothing if region.smoothing is None else region.smoothing)
-
-
-def open_slots(config: Config, cameras: Sequence[CameraConfig], mirror: str | None) -> dict[str | None, ModelSlot]:
-    """One interpreter per distinct model, whichever cameras and regions share it: keyed by the name each
-    region gives (None: model.path, which the thermal guard and the Edge TPU failover act on)."""
-    model = config.model
-    classifier = load_classifier(model)
-
-    def make(path: str) -> Classifier:
-        return load_classifier(replace(model, path=path))
-
-    slot = ModelSlot(classifier, make, model.path, edgetpu_failover(model, classifier.info))
-    slots: dict[str | None, ModelSlot] = {None: slot}
-    by_file = {resolve_model(model.path, model.models_dir): slot}
-    for camera in cameras:
-        for region in camera.regions:
-            if region.model is None or region.model in slots:
-                continue
-            try:
-                fetch_missing(region.model, model.models_dir, mirror)
-                path = resolve_model(region.model, model.models_dir)
-                if path not in by_file:
-                    # A region's own model runs where it was compiled for: the Edge TPU's builds on the
-                    # Coral, every other on the CPU (no fallback of its own to fail over to).
-                    delegate = model.delegate if path.stem.endswith("_edgetpu") else "cpu"
-                    by_file[path] = ModelSlot(load_classifier(replace(model, path=str(path), delegate=delegate,
-                                                                      fallback_model=None)))
-            except ModelError as exc:
-                raise ModelError(f"cameras.{camera.name}.regions.{region.name}.model: {exc}") from exc
-            slots[region.model] = by_file[path]
-    return slots
 
 
 def open_sources(config: Config, cameras: Sequence[CameraConfig], slot: ModelSlot, stop: threading.Event,
@@ -283,27 +241,9 @@ def open_sources(config: Config, cameras: Sequence[CameraConfig], slot: ModelSlo
     return sources
 
 
-def edgetpu_failover(model: ModelConfig, loaded: LoadedModel) -> Failover[Classifier] | None:
-    """With the Edge TPU and a fallback model configured, the failover between them; it starts out lost
-    when the run could not open the Edge TPU and is already on the fallback."""
-    if model.delegate != "edgetpu" or not model.fallback_model:
-        return None
-    fallback = resolve_model(model.fallback_model, model.models_dir)
-    configured = resolve_model(model.path, model.models_dir)
-    on_fallback = loaded.backend == "cpu" and loaded.path == str(fallback) and fallback != configured
-    return Failover(lambda path: load_classifier(replace(model, path=path, fallback_model=None)),
-                    lambda: load_classifier(replace(model, path=str(fallback), delegate="cpu")), model.fallback_model,
-                    lost_at_start=on_fallback)
-
-
-def start_guard(run: Run, environ: Mapping[str, str]) -> None:
-    """The thermal guard's thread; its ladder's models are fetched now, not when the board is already hot."""
+def start_guard(run: Run) -> None:
+    """The thermal guard's thread (its ladder's models were fetched by the model selection, at start)."""
     guard = run.config.run.guard
-    for model in guard.ladder:
-        try:
-            fetch_missing(model, run.config.model.models_dir, environ.get("EDGE_INFER_MODEL_MIRROR"))
-        except ModelError as exc:
-            log.warning("thermal guard: %s", exc)
     log.info("thermal guard: above %g C (or when the firmware throttles) stepping down through %s",
              guard.hot_c, ", ".join(guard.ladder))
     threading.Thread(target=watch, args=(guard, ThermalGuard(guard, len(guard.ladder) + 1), run.step, run.stop),

@@ -86,7 +86,7 @@ def test_each_step_is_in_the_stats(tmp_path: Path, models: Path, images: Path):
     with open_run(load_config(str(config_file)), outputs=[Sink()], environ={}) as run:
         time.sleep(0.3)  # the guard sees 90 C
         run.execute()
-        snapshot = run.snapshot()
+        snapshot = run.status().to_json_dict()
     assert snapshot["guard"] == {"level": 1, "model": str(models / "mobilenet_v1_0.25_128_quant.tflite"),
                                  "temperature_c": 90.0}
     assert snapshot["model"] == "mobilenet_v1_0.25_128_quant"  # the stats name the model in use

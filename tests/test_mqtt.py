@@ -19,7 +19,10 @@ from mjpeg import MjpegServer
 
 from edge_infer.outputs.base import OutputContext
 from edge_infer.outputs.mqtt import MqttConfig, MqttOutput, PublishPolicy, discovery_messages, what_runs
+from edge_infer.status import RunStatus
 from edge_infer.values import Class, Classification, Timing
+
+CONTEXT = OutputContext(lambda: RunStatus("m", "cpu"))  # an output's run: model m on the CPU
 
 DEVICE = "testdev"
 BASE = f"edge-infer/{DEVICE}"
@@ -205,7 +208,7 @@ def test_backlog_keeps_the_newest_results_while_the_broker_is_down(tmp_path):
     need("mosquitto")
     server = Broker(tmp_path)  # not started yet
     config = MqttConfig(port=server.port, device=DEVICE, publish="all", backlog=10, stats_interval=0)
-    output = MqttOutput(config, OutputContext("m", "cpu", dict))
+    output = MqttOutput(config, CONTEXT)
     try:
         for seq in range(1, 51):
             output.publish(result("cat", seq))
@@ -432,7 +435,7 @@ def discovery_configs(subscriber: Subscriber, after: float = 0.0) -> dict[str, d
 
 
 def test_discovery_is_sent_again_when_home_assistant_comes_online(broker, subscriber):
-    output = MqttOutput(MqttConfig(port=broker.port, device=DEVICE, stats_interval=0), OutputContext("m", "cpu", dict))
+    output = MqttOutput(MqttConfig(port=broker.port, device=DEVICE, stats_interval=0), CONTEXT)
     try:
         subscriber.wait_for(lambda m: m.topic.endswith("/label/config"))
         first = discovery_configs(subscriber)
@@ -457,7 +460,7 @@ def test_discovery_is_sent_again_when_home_assistant_comes_online(broker, subscr
 
 def test_each_new_top_label_fires_a_home_assistant_event(broker, subscriber):
     output = MqttOutput(MqttConfig(port=broker.port, device=DEVICE, stats_interval=0, max_per_second=0),
-                        OutputContext("m", "cpu", dict))
+                        CONTEXT)
     try:
         subscriber.wait_for(lambda m: m.topic == f"{BASE}/status" and m.payload == "online")
         time.sleep(0.3)
@@ -484,7 +487,7 @@ def test_the_newest_snapshot_waits_for_the_broker_and_is_retained(tmp_path: Path
 
     need("mosquitto")
     server = Broker(tmp_path)  # not started yet
-    output = MqttOutput(MqttConfig(port=server.port, device=DEVICE, stats_interval=0), OutputContext("m", "cpu", dict),
+    output = MqttOutput(MqttConfig(port=server.port, device=DEVICE, stats_interval=0), CONTEXT,
                         snapshots=True)
     try:
         output.publish_snapshot(b"\xff\xd8 older \xff\xd9")
@@ -511,7 +514,7 @@ def test_the_newest_snapshot_waits_for_the_broker_and_is_retained(tmp_path: Path
 
 
 def test_the_image_entity_is_removed_when_snapshots_are_off(broker):
-    context = OutputContext("m", "cpu", dict)
+    context = CONTEXT
     image_topic = f"homeassistant/image/edge_infer_{DEVICE}/snapshot/config"
     with_snapshots = MqttOutput(MqttConfig(port=broker.port, device=DEVICE, stats_interval=0), context, snapshots=True)
     late = Subscriber(broker.port)

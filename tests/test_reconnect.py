@@ -111,7 +111,7 @@ def test_the_stats_carry_the_source_health(stream, models):
                     source=build_source_spec({"type": "opencv", "device": stream.url}, Origin(), ("source",)))
     with open_run(config, outputs=[], environ={}) as run:
         assert isinstance(run.source, ReconnectingSource)  # a stream is live: it reconnects
-        snapshot = run.snapshot()
+        snapshot = run.status().to_json_dict()
     assert snapshot["source"] == {"state": "streaming", "outages": 0, "outage_s": 0.0,
                                   "since_s": snapshot["source"]["since_s"]}
 

@@ -21,7 +21,10 @@ from conftest import error_lines, need
 from edge_infer.errors import ConfigError
 from edge_infer.outputs.base import OutputContext
 from edge_infer.outputs.snapshots import SNAPSHOT_NAME, FrameRing, SnapshotOutput, SnapshotsConfig, prune
+from edge_infer.status import RunStatus
 from edge_infer.values import Class, Classification, Frame, Timing
+
+CONTEXT = OutputContext(lambda: RunStatus("m", "cpu"))  # an output's run: model m on the CPU
 
 MODEL = "mobilenet_v1_0.25_128_quant.tflite"
 DEVICE = "snapdev"
@@ -170,7 +173,7 @@ def picture(seq: int) -> Frame:
 
 def test_only_confident_changes_are_saved_each_with_its_own_frame(tmp_path: Path):
     published: list[bytes] = []
-    output = SnapshotOutput(SnapshotsConfig(directory=str(tmp_path), min_score=0.5), OutputContext("m", "cpu", dict),
+    output = SnapshotOutput(SnapshotsConfig(directory=str(tmp_path), min_score=0.5), CONTEXT,
                             publisher=lambda jpeg, _result: published.append(jpeg))
     try:
         plan = [("cat", 0.9), ("cat", 0.9), ("dog", 0.3), ("cat", 0.8), ("dog", 0.7), ("dog", 0.9), ("bird", 0.6)]
@@ -192,7 +195,7 @@ def test_only_confident_changes_are_saved_each_with_its_own_frame(tmp_path: Path
 
 def test_a_full_queue_drops_and_counts_instead_of_waiting(tmp_path: Path):
     release = threading.Event()
-    output = SnapshotOutput(SnapshotsConfig(directory=str(tmp_path), min_score=0.0), OutputContext("m", "cpu", dict),
+    output = SnapshotOutput(SnapshotsConfig(directory=str(tmp_path), min_score=0.0), CONTEXT,
                             publisher=lambda _jpeg, _result: release.wait(10))  # a publisher that hangs
     try:
         output.see_frame(picture(0))
@@ -239,7 +242,7 @@ def test_prune_removes_the_oldest_of_ours_by_count_and_by_size(tmp_path: Path):
 
 def test_a_snapshot_larger_than_the_size_bound_is_still_kept(tmp_path: Path):
     output = SnapshotOutput(SnapshotsConfig(directory=str(tmp_path), max_megabytes=0.1),
-                            OutputContext("m", "cpu", dict))
+                            CONTEXT)
     try:
         noise = np.random.default_rng(0).integers(0, 256, (480, 640, 3), np.uint8)  # a JPEG far over 100 kB
         for seq, label in enumerate(["cat", "dog"]):
@@ -261,7 +264,7 @@ def test_an_unwritable_directory_is_refused(tmp_path: Path):
         target.mkdir()
         target.chmod(0o500)
     with pytest.raises(ConfigError, match="snapshots.directory"):
-        SnapshotOutput(SnapshotsConfig(directory=str(target)), OutputContext("m", "cpu", dict))
+        SnapshotOutput(SnapshotsConfig(directory=str(target)), CONTEXT)
 
 
 def test_the_default_directory_is_the_services_state_directory():

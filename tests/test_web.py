@@ -27,7 +27,10 @@ from conftest import REPO, FakeClock, error_lines, need, side_by_side
 
 from edge_infer.outputs.base import OutputContext
 from edge_infer.outputs.web import BOUNDARY, FrameGrabber, Histogram, JpegHub, WebConfig, WebOutput, render_metrics
+from edge_infer.status import BoardHealth, FrameCounts, RunStatus, SourceHealth
 from edge_infer.values import Class, Classification, Frame, Timing
+
+CONTEXT = OutputContext(lambda: RunStatus("m", "cpu"))  # an output's run: model m on the CPU
 
 MODEL = "mobilenet_v1_0.25_128_quant.tflite"
 GOLDEN = "macaw"  # parrot.jpg with MobileNet V1 0.25 128
@@ -583,10 +586,11 @@ def test_histogram_buckets_are_upper_inclusive_and_cumulative():
 def test_metrics_carry_the_board_the_source_and_mqtt():
     from prometheus_client.parser import text_string_to_metric_families
 
-    stats = {"frames": 7, "dropped_frames": 3, "output_errors": 1, "fps": 12.5, "uptime_s": 4.2,
-             "cpu_temp_c": 61.3, "throttled": {"under_voltage": True, "throttled": False},
-             "source": {"state": "reconnecting", "outages": 1, "outage_s": 2.0}}
-    text = render_metrics(stats, Histogram((0.01,)), 'model "x"\\y', "cpu", False, 2)
+    status = RunStatus('model "x"\\y', "cpu", FrameCounts(frames=7, dropped_frames=3, output_errors=1, fps=12.5,
+                                                          uptime_s=4.2),
+                       source=SourceHealth("reconnecting", 1, 2.0, 2.0),
+                       board=BoardHealth(61.3, {"under_voltage": True, "throttled": False}))
+    text = render_metrics(status, Histogram((0.01,)), False, 2)
     samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
                for family in text_string_to_metric_families(text) for s in family.samples}
     assert samples[("edge_infer_cpu_temperature_celsius", ())] == 61.3
@@ -601,7 +605,7 @@ def test_metrics_carry_the_board_the_source_and_mqtt():
 
 
 def test_the_output_never_raises_into_the_capture_thread(unused_port: int, monkeypatch):
-    output = WebOutput(WebConfig(port=unused_port), OutputContext("m", "cpu", dict))
+    output = WebOutput(WebConfig(port=unused_port), CONTEXT)
     try:
         def broken(_frame: Frame) -> None:
             raise MemoryError("no room for a copy")

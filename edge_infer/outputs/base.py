@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar, runtime_checkable
 
+from ..status import RunStatus
 from ..values import Box, Classification, Frame
 
 
@@ -77,9 +78,7 @@ class CameraLayout:
 
 @dataclass(frozen=True)
 class OutputContext:
-    model: str
-    backend: str
-    stats: Callable[[], dict[str, object]]  # a snapshot of the run's statistics, from any thread
+    status: Callable[[], RunStatus]  # the run's status now (the model and backend in use among it), from any thread
     cameras: tuple[CameraLayout, ...] = ()  # a `cameras:` run's cameras; () for a plain `source:` run
     # Whether a camera delivers frames now (False while it reconnects), from any thread.
     streaming: Callable[[str], bool] = lambda camera: True

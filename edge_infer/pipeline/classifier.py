@@ -89,20 +89,14 @@ class Classifier:
 
 
 def load_classifier(config: ModelConfig, runtime: Runtime | None = None) -> Classifier:
-    """Find, check and load the configured model, on the Edge TPU if asked (with the configured fallback)."""
+    """Find, check and load exactly the configured model, on the Edge TPU if asked: an Edge TPU that cannot be
+    used raises RuntimeUnavailableError (the fallback is ModelSelection's to choose)."""
     runtime = runtime or load_runtime()
     model = read_model(resolve_model(config.path, config.models_dir))
     threads = config.num_threads or usable_cores()
     if config.delegate == "edgetpu":
-        try:
-            delegate = load_edgetpu_delegate(runtime, config.edgetpu_device)
-            return classifier_on(runtime, model, config, threads, [delegate])
-        except RuntimeUnavailableError as exc:  # no library, no device, or a library that cannot run the model
-            if not config.fallback_model:
-                hint = f", or run the CPU model {model.cpu_twin} with delegate: cpu" if model.needs_edgetpu else ""
-                raise RuntimeUnavailableError(f"{exc}; or set model.fallback_model{hint}") from exc
-            log.warning("%s; falling back to %s on the CPU", exc, config.fallback_model)
-            model = read_model(resolve_model(config.fallback_model, config.models_dir))
+        delegate = load_edgetpu_delegate(runtime, config.edgetpu_device)
+        return classifier_on(runtime, model, config, threads, [delegate])
     if model.needs_edgetpu:
         raise ModelError(f"'{model.path}' is compiled for the Coral Edge TPU and cannot run on the CPU: set "
                          f"model.delegate: edgetpu (needs libedgetpu1-std and a Coral), or use the CPU model "

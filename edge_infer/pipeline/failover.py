@@ -14,11 +14,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from ..backoff import Backoff
 from ..errors import EdgeInferError
+from ..status import AcceleratorHealth
 
 log = logging.getLogger(__name__)
 
@@ -26,16 +26,6 @@ FIRST_RETRY_S = 1.0
 LONGEST_RETRY_S = 60.0  # a Coral comes back when somebody plugs it in: once a minute is soon enough
 
 StagesT = TypeVar("StagesT")  # what the caller runs: FrameClassifier in a run
-
-
-@dataclass(frozen=True)
-class AcceleratorHealth:
-    state: str  # "edgetpu", or "lost" while the fallback runs on the CPU
-    failovers: int  # how many times the Edge TPU was lost (a start-up on the fallback counts)
-    lost_s: float  # seconds on the fallback, in all, the current spell included
-
-    def to_json_dict(self) -> dict[str, object]:
-        return {"state": self.state, "failovers": self.failovers, "lost_s": round(self.lost_s, 1)}
 
 
 class Failover(Generic[StagesT]):

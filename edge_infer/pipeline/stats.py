@@ -7,6 +7,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from ..status import FrameCounts, Percentiles
+
 
 class RunStats:
     """Counters and a ring of the last `window` frames' inference times and completion times.
@@ -49,21 +51,12 @@ class RunStats:
         span = self._finished_at[newest] - self._finished_at[oldest]
         return (n - 1) / span if span > 0 else 0.0
 
-    def snapshot(self) -> dict[str, object]:
+    def counts(self) -> FrameCounts:
         n = min(self.frames, len(self._inference_ms))
-        recent = self._inference_ms[:n]
-        p50, p95 = (np.percentile(recent, [50, 95]) if n else (0.0, 0.0))
+        p50, p95 = (np.percentile(self._inference_ms[:n], [50, 95]) if n else (0.0, 0.0))
         age_p50, age_p95 = (np.percentile(self._age_ms[:n], [50, 95]) if n else (0.0, 0.0))
-        return {
-            "frames": self.frames,
-            "dropped_frames": self.dropped,
-            "output_errors": self.output_errors,
-            "uptime_s": round(self.seconds, 1),
-            "fps": round(self.recent_fps(), 2),
-            "inference_ms": {"p50": round(float(p50), 3), "p95": round(float(p95), 3)},
-            # capture to result: how far results lag behind reality
-            "age_ms": {"p50": round(float(age_p50), 3), "p95": round(float(age_p95), 3)},
-        }
+        return FrameCounts(self.frames, self.dropped, self.output_errors, self.seconds, self.recent_fps(),
+                           Percentiles(float(p50), float(p95)), Percentiles(float(age_p50), float(age_p95)))
 
     def summary(self) -> str:
         seconds = self.seconds

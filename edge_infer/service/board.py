@@ -6,6 +6,8 @@ import platform
 import subprocess
 from pathlib import Path
 
+from ..status import BoardHealth
+
 THERMAL_ZONE = "/sys/class/thermal/thermal_zone0/temp"
 GOVERNOR = "/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"
 FIRMWARE_THROTTLED = "/sys/devices/platform/soc/soc:firmware/get_throttled"
@@ -64,12 +66,5 @@ def throttled_flags(path: str = FIRMWARE_THROTTLED) -> dict[str, bool] | None:
         return None
 
 
-def board_health() -> dict[str, object]:
-    health: dict[str, object] = {}
-    temperature = cpu_temperature_c()
-    if temperature is not None:
-        health["cpu_temp_c"] = round(temperature, 1)
-    flags = throttled_flags()
-    if flags is not None:
-        health["throttled"] = flags
-    return health
+def board_health() -> BoardHealth:
+    return BoardHealth(cpu_temperature_c(), throttled_flags())

@@ -12,10 +12,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from ..backoff import Backoff
 from ..errors import SourceError
+from ..status import SourceHealth
 from ..values import Frame
 from .base import Source
 
@@ -23,18 +24,6 @@ log = logging.getLogger(__name__)
 
 FIRST_RETRY_S = 1.0
 LONGEST_RETRY_S = 30.0
-
-
-@dataclass(frozen=True)
-class SourceHealth:
-    state: str  # "streaming" or "reconnecting"
-    outages: int  # how many times the source was lost
-    outage_s: float  # seconds without the source, in all, the current outage included
-    since_s: float  # seconds in the current state
-
-    def to_json_dict(self) -> dict[str, object]:
-        return {"state": self.state, "outages": self.outages, "outage_s": round(self.outage_s, 1),
-                "since_s": round(self.since_s, 1)}
 
 
 class ReconnectingSource:

@@ -27,6 +27,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 
 from ... import __version__
+from ...status import RunStatus
 from ...values import Classification
 from ..base import CameraLayout, OutputContext
 from .client import make_client
@@ -261,12 +262,13 @@ class MqttOutput:
 
     def _send_discovery(self, client: mqtt.Client) -> None:
         prefix = self._config.discovery_prefix
+        model = self._context.status().model  # in use now: a guard step or the fallback since the start shows
         if self._context.cameras:
             for topic, entity in camera_discovery_messages(prefix, self.device, self.base, self._context.cameras,
-                                                           self._context.model, self._snapshots).items():
+                                                           model, self._snapshots).items():
                 client.publish(topic, json.dumps(entity), qos=1, retain=True)
             return
-        for topic, entity in discovery_messages(prefix, self.device, self.topics, self._context.model,
+        for topic, entity in discovery_messages(prefix, self.device, self.topics, model,
                                                 self._snapshots).items():
             client.publish(topic, json.dumps(entity), qos=1, retain=True)
         if not self._snapshots:  # an image entity announced by an earlier configuration: remove it
@@ -366,13 +368,10 @@ class MqttOutput:
                 self._client.publish(self.topic("status", camera.name), STATUS_ONLINE if up else STATUS_OFFLINE,
                                      qos=1, retain=True)
 
-    def stats_message(self) -> dict[str, object]:
+    def stats_message(self, status: RunStatus) -> dict[str, object]:
         with self._lock:
             backlog = len(self._backlog)
-        # The run's stats name the model in use (the thermal guard may have stepped to another); the
-        # model the output was opened with is only the fallback.
-        return {"model": self._context.model, "backend": self._context.backend, **self._context.stats(),
-                "mqtt_backlog": backlog, "mqtt_backlog_dropped": self.backlog_dropped}
+        return {**status.to_json_dict(), "mqtt_backlog": backlog, "mqtt_backlog_dropped": self.backlog_dropped}
 
     def _watch(self, clock: Callable[[], float] = time.monotonic) -> None:
         """One thread for what runs on a timer: the stats (the first soon after each connection) and the
@@ -395,12 +394,11 @@ class MqttOutput:
                 if self._config.stats_interval > 0 and (now >= next_stats or stats_due):
                     with self._lock:
                         self._stats_due = False
-                    stats = self.stats_message()
-                    self._client.publish(self.topics["stats"], json.dumps(stats), qos=0)
-                    cameras = stats.get("cameras")
-                    for name, camera in cameras.items() if isinstance(cameras, dict) else ():
-                        message = {"model": stats["model"], "backend": stats["backend"], **camera}
-                        self._client.publish(self.topic("stats", name), json.dumps(message), qos=0)
+                    status = self._context.status()
+                    self._client.publish(self.topics["stats"], json.dumps(self.stats_message(status)), qos=0)
+                    for camera in status.cameras:
+                        message = {"model": status.model, "backend": status.backend, **camera.to_json_dict()}
+                        self._client.publish(self.topic("stats", camera.name), json.dumps(message), qos=0)
                     next_stats = now + self._config.stats_interval
             elif not warned and not outage and now - waiting_since > NO_ANSWER_WARNING_S:
                 warned = True

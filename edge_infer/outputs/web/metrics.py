@@ -6,9 +6,9 @@ import bisect
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from ... import __version__
+from ...status import FrameCounts, RunStatus
 
 # Seconds; MobileNets take 0.2 ms (x86, 0.25_128) to 200 ms (a Pi 3, V2 224).
 INFERENCE_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
@@ -59,37 +59,34 @@ def number(value: float) -> str:
     return repr(float(value)) if isinstance(value, float) else str(value)
 
 
-def render_metrics(stats: Mapping[str, Any], histogram: Histogram, model: str, backend: str,
-                   mqtt_connected: bool | None, viewers: int,
+def render_metrics(status: RunStatus, histogram: Histogram, mqtt_connected: bool | None, viewers: int,
                    regions: Mapping[tuple[str, str], RegionCounts] | None = None) -> str:
     """The Prometheus text exposition format (version 0.0.4), written by hand: no dependency at run time.
 
     A `cameras:` run labels the per-camera series with `camera` (frames, dropped frames, fps, the source
     being up) and adds per-region series labelled `camera` and `region` (results and the top score)."""
     lines: list[str] = []
-    cameras = stats.get("cameras")
-    per_camera = cameras if isinstance(cameras, Mapping) else None
-
-    def by_camera(key: str, cast: Callable[[Any], float]) -> list[tuple[str, float]]:
-        if per_camera is None:
-            return [("", cast(stats.get(key, 0)))]
-        return [(f'{{camera="{label_value(name)}"}}', cast(camera.get(key, 0))) for name, camera in per_camera.items()]
-
 
     def metric(name: str, kind: str, help_text: str, samples: list[tuple[str, float]]) -> None:
         lines.append(f"# HELP {name} {help_text}")
         lines.append(f"# TYPE {name} {kind}")
         lines.extend(f"{name}{labels} {number(value)}" for labels, value in samples)
 
+    def by_camera(value: Callable[[FrameCounts], float]) -> list[tuple[str, float]]:
+        if not status.cameras:
+            return [("", value(status.frames))]
+        return [(f'{{camera="{label_value(camera.name)}"}}', value(camera.frames)) for camera in status.cameras]
+
     metric("edge_infer_info", "gauge", "The running edge-infer: model, backend and version (always 1).",
-           [(f'{{model="{label_value(model)}",backend="{label_value(backend)}",'
+           [(f'{{model="{label_value(status.model)}",backend="{label_value(status.backend)}",'
              f'version="{label_value(__version__)}"}}', 1)])
-    metric("edge_infer_frames_total", "counter", "Frames classified since the start.", by_camera("frames", int))
+    metric("edge_infer_frames_total", "counter", "Frames classified since the start.",
+           by_camera(lambda counts: counts.frames))
     metric("edge_infer_dropped_frames_total", "counter",
            "Frames a live source delivered that inference had no time for (newest-frame mode).",
-           by_camera("dropped_frames", int))
+           by_camera(lambda counts: counts.dropped_frames))
     metric("edge_infer_output_errors_total", "counter", "Results an output failed to take.",
-           [("", int(stats.get("output_errors", 0)))])
+           [("", status.frames.output_errors)])
     cumulative, total = histogram.snapshot()
     bounds = zip(histogram.bounds, cumulative[:-1], strict=True)
     buckets = [(f'{{le="{number(bound)}"}}', count) for bound, count in bounds]
@@ -100,22 +97,18 @@ def render_metrics(stats: Mapping[str, Any], histogram: Histogram, model: str, b
     lines.append(f"edge_infer_inference_seconds_sum {number(total)}")
     lines.append(f"edge_infer_inference_seconds_count {cumulative[-1]}")
     metric("edge_infer_fps", "gauge", "Frames classified per second, over the last 300 frames.",
-           by_camera("fps", float))
+           by_camera(lambda counts: float(round(counts.fps, 2))))
     metric("edge_infer_uptime_seconds", "gauge", "Seconds since the run started.",
-           [("", float(stats.get("uptime_s", 0.0)))])
-    if "cpu_temp_c" in stats:
-        metric("edge_infer_cpu_temperature_celsius", "gauge", "SoC temperature.", [("", float(stats["cpu_temp_c"]))])
-    throttled = stats.get("throttled")
-    if isinstance(throttled, Mapping):
+           [("", float(round(status.frames.uptime_s, 1)))])
+    if status.board.cpu_temp_c is not None:
+        metric("edge_infer_cpu_temperature_celsius", "gauge", "SoC temperature.",
+               [("", float(round(status.board.cpu_temp_c, 1)))])
+    if status.board.throttled is not None:
         metric("edge_infer_throttled", "gauge", "Raspberry Pi firmware throttling flags (1: set).",
-               [(f'{{flag="{label_value(flag)}"}}', int(bool(on))) for flag, on in throttled.items()])
-    def up(where: Mapping[str, Any]) -> int:
-        source = where.get("source")
-        return int(source.get("state", "streaming") == "streaming" if isinstance(source, Mapping) else True)
-
+               [(f'{{flag="{label_value(flag)}"}}', int(bool(on))) for flag, on in status.board.throttled.items()])
     metric("edge_infer_source_up", "gauge", "1 while the source delivers frames, 0 while it reconnects.",
-           [("", up(stats))] if per_camera is None else
-           [(f'{{camera="{label_value(name)}"}}', up(camera)) for name, camera in per_camera.items()])
+           [("", int(status.source is None or status.source.streaming))] if not status.cameras else
+           [(f'{{camera="{label_value(camera.name)}"}}', int(camera.streaming)) for camera in status.cameras])
     if regions:
         where = {place: f'{{camera="{label_value(place[0])}",region="{label_value(place[1])}"}}' for place in regions}
         metric("edge_infer_region_results_total", "counter", "Results of each region (or whole frame) since the start.",

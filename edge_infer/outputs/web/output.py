@@ -14,9 +14,10 @@ import hmac
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
 from ... import __version__
+from ...status import CameraStatus, RunStatus
 from ...values import Classification, Frame
 from ..base import BrokerLink, OutputContext, Peers
 from .config import WebConfig
@@ -53,8 +54,8 @@ class WebOutput:
         } or {None: CameraView(None, {}, config.max_fps, config.width, config.jpeg_quality, self.stopping, clock)}
         self.histogram = Histogram(INFERENCE_BUCKETS)
         self._result: Classification | None = None  # the newest of any camera
-        self._stats: tuple[float, dict[str, object]] = (float("-inf"), {})
-        self._stats_lock = threading.Lock()
+        self._status: tuple[float, RunStatus | None] = (float("-inf"), None)
+        self._status_lock = threading.Lock()
         self._watch_failed = False
         self._server = open_server(config)  # last: everything it serves exists
         self._server.web = self
@@ -108,15 +109,15 @@ class WebOutput:
         view = self.view(camera)
         return None if view is None else view.snapshot()
 
-    def stats(self) -> dict[str, object]:
-        """The run's stats, shared for STATUS_MAX_AGE_S by every poller (reading the board's state costs)."""
+    def run_status(self) -> RunStatus:
+        """The run's status, shared for STATUS_MAX_AGE_S by every poller (reading the board's state costs)."""
         now = self._clock()
-        with self._stats_lock:
-            taken_at, stats = self._stats
-            if now - taken_at > STATUS_MAX_AGE_S:
-                stats = self._context.stats()
-                self._stats = (now, stats)
-            return stats
+        with self._status_lock:
+            taken_at, status = self._status
+            if status is None or now - taken_at > STATUS_MAX_AGE_S:
+                status = self._context.status()
+                self._status = (now, status)
+            return status
 
     def mqtt_connected(self) -> bool | None:
         """None: the run has no MQTT output."""
@@ -127,33 +128,31 @@ class WebOutput:
         return sum(view.hub.viewers for view in self.views.values())
 
     def status(self) -> dict[str, object]:
+        """/api/status: the newest result, the run's status, the model and backend in use."""
         result = self._result
-        stats = self.stats()
+        run = self.run_status()
         status: dict[str, object] = {
-            "result": result.to_json_dict() if result is not None else None, "stats": stats, **self.running(stats),
-            "mqtt_connected": self.mqtt_connected(), "viewers": self.viewers, "version": __version__}
+            "result": result.to_json_dict() if result is not None else None, "stats": run.to_json_dict(),
+            "model": run.model, "backend": run.backend, "mqtt_connected": self.mqtt_connected(),
+            "viewers": self.viewers, "version": __version__}
         if self._context.cameras:
-            cameras = stats.get("cameras")
-            status["cameras"] = [self.camera_status(view, cameras.get(view.name, {}) if isinstance(cameras, Mapping)
-                                                    else {}) for view in self.views.values()]
+            status["cameras"] = [self.camera_status(view, run.camera(str(view.name))) for view in self.views.values()]
         return status
 
     @staticmethod
-    def camera_status(view: CameraView, stats: Mapping[str, object]) -> dict[str, object]:
+    def camera_status(view: CameraView, camera: CameraStatus | None) -> dict[str, object]:
         """A camera on /api/status: its stats, whether it streams, and each region's box and newest result."""
         newest = view.results.newest
-        source = stats.get("source")
         regions = [{"name": name, "box": [box.x, box.y, box.width, box.height],
                     "result": newest[name].to_json_dict() if name in newest else None}
                    for name, box in view.boxes.items()] or [
                    {"name": None, "box": [0.0, 0.0, 1.0, 1.0],
                     "result": newest[None].to_json_dict() if None in newest else None}]
-        return {"name": view.name, "streaming": not isinstance(source, Mapping) or source.get("state") == "streaming",
-                "stats": dict(stats), "regions": regions, "viewers": view.hub.viewers}
+        return {"name": view.name, "streaming": camera is None or camera.streaming,
+                "stats": camera.to_json_dict() if camera is not None else {}, "regions": regions,
+                "viewers": view.hub.viewers}
 
     def metrics(self) -> str:
-        stats = self.stats()
-        running = self.running(stats)
         regions: dict[tuple[str, str], RegionCounts] = {}
         if self._context.cameras:
             for view in self.views.values():
@@ -162,14 +161,7 @@ class WebOutput:
                     result = newest.get(region)
                     score = result.top[0].score if result is not None and result.top else 0.0
                     regions[(str(view.name), region or "")] = RegionCounts(view.results.total.get(region, 0), score)
-        return render_metrics(stats, self.histogram, running["model"], running["backend"], self.mqtt_connected(),
-                              self.viewers, regions)
-
-    def running(self, stats: Mapping[str, object]) -> dict[str, str]:
-        """The model and backend in use: the run's stats name them (the thermal guard and the Edge TPU
-        failover change them); the ones the output was opened with are only the fallback."""
-        return {"model": str(stats.get("model", self._context.model)),
-                "backend": str(stats.get("backend", self._context.backend))}
+        return render_metrics(self.run_status(), self.histogram, self.mqtt_connected(), self.viewers, regions)
 
     def authorized(self, header: str | None) -> bool:
         if self._credentials is None:

@@ -1,0 +1,104 @@
+"""Which models a run uses, decided in one place.
+
+`ModelSelection` owns the configured model, the Edge TPU fallback, the thermal guard's ladder and
+each region's own model: each is resolved and fetched once, at start (a missing fallback or ladder
+model is found now, not when the Coral fails or the board is hot). It opens one interpreter per
+distinct model file (a `ModelSlot`), shared by every camera and region that names it; the configured
+model's slot is the one the thermal guard steps and the Edge TPU failover moves.
+`load_classifier` loads exactly what it is asked for; falling back is decided here.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from ..errors import ModelError, RuntimeUnavailableError
+from ..models.files import read_model, resolve_model
+from .classifier import ModelConfig, load_classifier
+from .failover import Failover
+from .stages import ModelSlot
+
+log = logging.getLogger(__name__)
+
+Fetch = Callable[[str], None]  # pulls a zoo model that is not in the model directories yet; raises ModelError
+
+
+class ModelSelection:
+    def __init__(self, model: ModelConfig, *, ladder: Sequence[str] = (), regions: Iterable[tuple[str, str]] = (),
+                 fetch: Fetch = lambda name: None) -> None:
+        """`regions`: (where, model name) of each region that names its own model, `where` for its errors."""
+        self.model = model
+        self._ladder = tuple(ladder)
+        self._regions = tuple(regions)
+        self._fetch = fetch
+
+    def open(self) -> dict[str | None, ModelSlot]:
+        """The slots, keyed by the model name each region gives (None: model.path)."""
+        model = self.model
+        self._fetch(model.path)
+        if model.delegate == "edgetpu" and model.fallback_model:
+            try:
+                self._fetch(model.fallback_model)
+            except ModelError as exc:
+                raise ModelError(f"model.fallback_model: {exc}") from exc
+        for rung in self._ladder:
+            try:
+                self._fetch(rung)
+            except ModelError as exc:  # the guard stays on what it has; a missing rung is logged, not fatal
+                log.warning("thermal guard: %s", exc)
+        configured = self._open_configured()
+        slots: dict[str | None, ModelSlot] = {None: configured}
+        by_file = {resolve_model(model.path, model.models_dir): configured}
+        for where, name in self._regions:
+            if name in slots:
+                continue
+            try:
+                self._fetch(name)
+                path = resolve_model(name, model.models_dir)
+                if path not in by_file:
+                    by_file[path] = ModelSlot(load_classifier(self.region_model(path)))
+            except ModelError as exc:
+                raise ModelError(f"{where}.model: {exc}") from exc
+            slots[name] = by_file[path]
+        return slots
+
+    def region_model(self, path: Path) -> ModelConfig:
+        """A region's own model runs where it was compiled for: an Edge TPU build on the Coral, every other on
+        the CPU; it has no fallback of its own to fail over to."""
+        delegate = self.model.delegate if path.stem.endswith("_edgetpu") else "cpu"
+        return replace(self.model, path=str(path), delegate=delegate, fallback_model=None)
+
+    def _open_configured(self) -> ModelSlot:
+        """The configured model on its delegate; on the Edge TPU, the fallback when the Coral cannot be used."""
+        model = self.model
+        fallback = self._fallback_config()
+        try:
+            classifier = load_classifier(model)
+            lost_at_start = False
+        except RuntimeUnavailableError as exc:  # no library, no device, or a library that cannot run the model
+            if model.delegate != "edgetpu":
+                raise
+            if fallback is None:
+                cpu_twin = read_model(resolve_model(model.path, model.models_dir)).cpu_twin
+                hint = f", or run the CPU model {cpu_twin} with delegate: cpu" if cpu_twin else ""
+                raise RuntimeUnavailableError(f"{exc}; or set model.fallback_model{hint}") from exc
+            log.warning("%s; falling back to %s on the CPU", exc, model.fallback_model)
+            classifier = load_classifier(fallback)
+            lost_at_start = True
+        failover = None
+        if fallback is not None:
+            failover = Failover(lambda path: load_classifier(replace(model, path=path, fallback_model=None)),
+                                lambda: load_classifier(fallback), str(model.fallback_model),
+                                lost_at_start=lost_at_start)
+        return ModelSlot(classifier, lambda path: load_classifier(replace(model, path=path)), model.path, failover)
+
+    def _fallback_config(self) -> ModelConfig | None:
+        """With the Edge TPU and a fallback model configured, the fallback on the CPU."""
+        model = self.model
+        if model.delegate != "edgetpu" or not model.fallback_model:
+            return None
+        fallback = resolve_model(model.fallback_model, model.models_dir)
+        return replace(model, path=str(fallback), delegate="cpu", fallback_model=None)
