@@ -20,7 +20,7 @@ from .cameras import CameraConfig, RegionConfig, cameras_of, regions_of
 from .config import Config
 from .errors import SourceError
 from .models.pull import fetch_missing
-from .outputs.base import CameraLayout, FrameWatcher, Output, OutputContext, Peers
+from .outputs.base import CameraLayout, Output, OutputContext, Peers, frame_watchers
 from .outputs.registry import open_output
 from .pipeline.classifier import Classifier
 from .pipeline.loop import Feed, run_feeds
@@ -30,23 +30,14 @@ from .pipeline.selection import ModelSelection
 from .pipeline.stages import CameraStages, FrameClassifier, ModelSlot
 from .pipeline.stats import RunStats
 from .service.board import board_health
-from .service.guard import Reading, ThermalGuard, watch
+from .service.guard import GuardWatch
 from .service.systemd import SystemdNotifier
 from .sources.base import Source, SourceHints
 from .sources.reconnect import FIRST_RETRY_S, LONGEST_RETRY_S, ReconnectingSource
 from .sources.registry import open_source
-from .status import CameraStatus, GuardStatus, RegionStatus, RunStatus
+from .status import CameraStatus, RegionStatus, RunStatus
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class GuardState:
-    """The thermal guard's last step, for the stats."""
-
-    level: int = 0
-    model: str = ""
-    temperature_c: float | None = None
 
 
 @dataclass(frozen=True)
@@ -58,6 +49,11 @@ class Camera:
     stages: CameraStages
     stats: RunStats
     every_frame: bool  # every frame (files), or only the newest one (cameras and streams: never lag behind)
+    reconnecting: ReconnectingSource | None = None  # the source itself, when it is live and so reconnects
+
+    @property
+    def streaming(self) -> bool:
+        return self.reconnecting is None or not self.reconnecting.reconnecting
 
 
 @dataclass(frozen=True)
@@ -71,7 +67,8 @@ class Run:
     stats: RunStats
     stop: threading.Event
     reader_done: threading.Event  # no capture thread is reading a source, so they may be closed
-    guard: GuardState | None = None  # with run.guard enabled
+    guard: GuardWatch | None = None  # with run.guard enabled
+    notifier: SystemdNotifier | None = None  # under systemd (NOTIFY_SOCKET): also among the outputs
 
     @property
     def source(self) -> Source:
@@ -93,20 +90,10 @@ class Run:
         plain = self.cameras[0].name is None
         return RunStatus(
             info.name, info.backend, self.stats.counts(),
-            source=self.source.health() if plain and isinstance(self.source, ReconnectingSource) else None,
+            source=self.cameras[0].reconnecting.health() if plain and self.cameras[0].reconnecting else None,
             accelerator=self.slot.failover.health() if self.slot.failover is not None else None,
-            guard=GuardStatus(self.guard.level, self.guard.model, self.guard.temperature_c) if self.guard else None,
+            guard=self.guard.status() if self.guard is not None else None,
             board=board_health(), cameras=() if plain else tuple(camera_status(camera) for camera in self.cameras))
-
-    def step(self, level: int, reading: Reading) -> None:
-        """The thermal guard's step: switch to the ladder's model at `level` (0: the configured one)."""
-        models = [self.config.model.path, *self.config.run.guard.ladder]
-        assert self.guard is not None
-        why = "throttling" if reading.throttling else f"{reading.temperature_c:.1f} C"
-        log.warning("thermal guard (%s): %s %s to %s", why, "stepping down" if level > self.guard.level else
-                    "cool again, stepping up", self.guard.model, models[level])
-        self.guard.level, self.guard.model, self.guard.temperature_c = level, models[level], reading.temperature_c
-        self.slot.switch(models[level])
 
     def execute(self, *, outputs: Sequence[Output] = (), stop: threading.Event | None = None,
                 stats: RunStats | None = None) -> RunStats:
@@ -124,16 +111,14 @@ class Run:
     def _idle(self) -> None:
         """No frame this poll. While a source is reconnecting the process is healthy: feed the watchdog.
         A loop stuck in invoke(), or a capture thread stuck in a read, never gets here, and gets restarted."""
-        if any(isinstance(camera.source, ReconnectingSource) and camera.source.reconnecting for camera in self.cameras):
-            for output in self.outputs:
-                if isinstance(output, SystemdNotifier):
-                    output.keepalive()
+        if self.notifier is not None and not all(camera.streaming for camera in self.cameras):
+            self.notifier.keepalive()
 
 
 def camera_status(camera: Camera) -> CameraStatus:
     """One camera's part of the status: its counts, its source's health, its regions' models in use."""
     return CameraStatus(str(camera.name), camera.stats.counts(),
-                        camera.source.health() if isinstance(camera.source, ReconnectingSource) else None,
+                        camera.reconnecting.health() if camera.reconnecting is not None else None,
                         {region.region: RegionStatus(region.classifier.info.name, region.classifier.info.backend)
                          for region in camera.stages.regions if region.region is not None})
 
@@ -156,15 +141,17 @@ def open_run(config: Config, *, stop: threading.Event | None = None, source: Sou
         slot = slots[None]
         reader_done = threading.Event()
         reader_done.set()
-        sources = [source] if source is not None else open_sources(config, cameras, slot, stop, opened, reader_done)
+        opened_sources = ([(source, None)] if source is not None else
+                          open_sources(config, cameras, slot, stop, opened, reader_done))
+        reconnecting = {camera.name: live for camera, (_, live) in zip(cameras, opened_sources, strict=True)
+                        if live is not None}
         stats = RunStats()
         run: Run | None = None
         info = slot.classifier.info
         layout = tuple(CameraLayout(camera.name, {region.name: region.box for region in camera.regions})
                        for camera in config.cameras)
-        streaming = dict(zip((camera.name for camera in config.cameras), sources, strict=False))
         context = OutputContext(lambda: run.status() if run else RunStatus(info.name, info.backend, stats.counts()),
-                                layout, lambda name: not getattr(streaming.get(name), "reconnecting", False))
+                                layout, lambda name: name not in reconnecting or not reconnecting[name].reconnecting)
         if outputs is None:
             peers = Peers(config.outputs)
             for name in config.outputs:
@@ -176,10 +163,10 @@ def open_run(config: Config, *, stop: threading.Event | None = None, source: Sou
         if notifier is not None:  # under systemd (Type=notify): readiness and watchdog pings ride on the results
             opened.callback(notifier.close)
             outputs = [*outputs, notifier]
-        watchers = [output for output in outputs if isinstance(output, FrameWatcher)]
+        watchers = frame_watchers(outputs)
         frames = config.run.frames
         run_cameras = []
-        for camera, camera_source in zip(cameras, sources, strict=True):
+        for camera, (camera_source, _) in zip(cameras, opened_sources, strict=True):
             name = camera.name or None  # None: the plain `source:` run, whose results carry no camera
             regions = [FrameClassifier(slots[region.model], region_preprocess(config, region),
                                        region_postprocess(config, region), box=region.box, camera=name,
@@ -188,11 +175,14 @@ def open_run(config: Config, *, stop: threading.Event | None = None, source: Sou
             stages = CameraStages(regions, [watcher.see_frame if name is None else
                                             partial(watcher.see_frame, camera=name) for watcher in watchers])
             every_frame = frames == "all" or (frames == "auto" and not camera_source.live)
-            run_cameras.append(Camera(name, camera_source, stages, RunStats(), every_frame))
-        run = Run(config, tuple(run_cameras), slot, tuple(outputs), stats, stop, reader_done,
-                  GuardState(model=config.model.path) if guard.enabled else None)
-        if guard.enabled:
-            start_guard(run)
+            run_cameras.append(Camera(name, camera_source, stages, RunStats(), every_frame,
+                                      reconnecting.get(camera.name)))
+        watch = None
+        if guard.enabled:  # its ladder's models were fetched by the model selection, at start
+            watch = GuardWatch(guard, [config.model.path, *guard.ladder], slot.switch)
+            opened.callback(watch.close)
+            watch.start()
+        run = Run(config, tuple(run_cameras), slot, tuple(outputs), stats, stop, reader_done, watch, notifier)
         for camera in run.cameras:
             log.info("%ssource: %s (%s)", f"camera {camera.name}: " if camera.name else "", camera.source.description,
                      "every frame" if camera.every_frame else "newest frame")
@@ -211,12 +201,12 @@ def region_postprocess(config: Config, region: RegionConfig) -> PostprocessConfi
 
 
 def open_sources(config: Config, cameras: Sequence[CameraConfig], slot: ModelSlot, stop: threading.Event,
-                 opened: ExitStack, reader_done: threading.Event) -> list[Source]:
-    """Each camera's source; a live one that fails mid-run is reopened, not the end of the run. Of several
-    cameras, one that cannot be opened at start is tried again like one lost mid-run; only when none
-    opens is it the end (exit 4)."""
+                 opened: ExitStack, reader_done: threading.Event) -> list[tuple[Source, ReconnectingSource | None]]:
+    """Each camera's source, and the same source when it reconnects: a live one that fails mid-run is
+    reopened, not the end of the run. Of several cameras, one that cannot be opened at start is tried
+    again like one lost mid-run; only when none opens is it the end (exit 4)."""
     info = slot.classifier.info
-    sources: list[Source] = []
+    sources: list[tuple[Source, ReconnectingSource | None]] = []
     errors: list[SourceError] = []
     for camera in cameras:
         # A camera with regions needs its whole frame: Picamera2 then delivers the main stream, not a
@@ -230,24 +220,16 @@ def open_sources(config: Config, cameras: Sequence[CameraConfig], slot: ModelSlo
                 raise
             errors.append(exc)
             log.warning("camera %s: %s; trying again every %g-%g s", camera.name, exc, FIRST_RETRY_S, LONGEST_RETRY_S)
-            source = ReconnectingSource(None, reopen, stop, description=f"camera {camera.name} ({camera.source.type})")
+            source = live = ReconnectingSource(None, reopen, stop,
+                                               description=f"camera {camera.name} ({camera.source.type})")
         else:
-            if source.live:
-                source = ReconnectingSource(source, reopen, stop)
+            live = ReconnectingSource(source, reopen, stop) if source.live else None
+            source = live or source
         opened.callback(close_source, source, reader_done)
-        sources.append(source)
+        sources.append((source, live))
     if errors and len(errors) == len(cameras):
         raise SourceError(f"no camera could be opened: {'; '.join(str(error) for error in errors)}")
     return sources
-
-
-def start_guard(run: Run) -> None:
-    """The thermal guard's thread (its ladder's models were fetched by the model selection, at start)."""
-    guard = run.config.run.guard
-    log.info("thermal guard: above %g C (or when the firmware throttles) stepping down through %s",
-             guard.hot_c, ", ".join(guard.ladder))
-    threading.Thread(target=watch, args=(guard, ThermalGuard(guard, len(guard.ladder) + 1), run.step, run.stop),
-                     name="thermal-guard", daemon=True).start()
 
 
 def close_source(source: Source, reader_done: threading.Event) -> None:

@@ -14,7 +14,6 @@ busy neighbour on a shared machine moves every measurement alike. Not collected 
 from __future__ import annotations
 
 import argparse
-import os
 import platform
 import statistics
 import sys
@@ -175,7 +174,8 @@ def main() -> int:
                 serials.append(serial_fps(model, video, cores))
                 for threads in split:
                     pipelines[threads].append(pipeline_fps(model, video, threads))
-                print(f"{model.stem}: decode {decode:.2f} + preprocess {pre:.2f} + invoke {inv:.2f} ms", file=sys.stderr)
+                print(f"{model.stem}: decode {decode:.2f} + preprocess {pre:.2f} + invoke {inv:.2f} ms",
+                      file=sys.stderr)
             rows.append((model.stem, statistics.median(limits), statistics.median(serials),
                          {t: statistics.median(v) for t, v in pipelines.items()}))
     print(f"\n{board_model()}, {cores} cores, {platform.machine()}, Python {platform.python_version()}, OpenCV "

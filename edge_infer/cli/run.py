@@ -15,7 +15,6 @@ from ..config import find_config_file, load_config
 from ..errors import EXIT_OK, EXIT_SOURCE
 from ..run import open_run
 from ..schema import Path
-from ..sources.reconnect import ReconnectingSource
 from ..sources.registry import source_from_argument
 from . import Signals
 
@@ -86,8 +85,8 @@ def command_run(args: argparse.Namespace) -> int:
             restore_stderr()
     outages = ""
     for camera in run.cameras:
-        if isinstance(camera.source, ReconnectingSource):
-            health = camera.source.health()
+        if camera.reconnecting is not None:
+            health = camera.reconnecting.health()
             outages += (f", {f'camera {camera.name}: ' if camera.name else ''}{health.outages} source outage(s) "
                         f"({health.outage_s:.1f} s without frames)")
     failover = run.slot.failover

@@ -32,6 +32,11 @@ class FrameWatcher(Protocol):
     def see_frame(self, frame: Frame, camera: str | None = None) -> None: ...
 
 
+def frame_watchers(outputs: Sequence[Output]) -> list[FrameWatcher]:
+    """The outputs that also want the pictures."""
+    return [output for output in outputs if isinstance(output, FrameWatcher)]
+
+
 @runtime_checkable
 class BrokerLink(Protocol):
     """An output that keeps a connection to a broker (MQTT): the live view shows whether it is up."""

@@ -12,9 +12,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from ..status import GuardStatus
 from .board import THERMAL_ZONE, cpu_temperature_c, throttled_flags
 
 log = logging.getLogger(__name__)
@@ -85,3 +86,41 @@ def watch(config: GuardConfig, guard: ThermalGuard, step: Callable[[int, Reading
         before = guard.level
         if guard.update(reading, clock()) != before:
             step(guard.level, reading)
+
+
+class GuardWatch:
+    """The thermal guard as a run component: its thread, started by the run assembly and stopped and joined
+    when the run closes; `switch` moves the configured model's slot to a ladder model between frames."""
+
+    def __init__(self, config: GuardConfig, models: Sequence[str], switch: Callable[[str], None],
+                 read: Callable[[GuardConfig], Reading] = read_board) -> None:
+        self._config = config
+        self._models = tuple(models)  # the configured model, then the ladder
+        self._switch = switch
+        self._read = read
+        self._guard = ThermalGuard(config, len(self._models))
+        self._status = GuardStatus(0, self._models[0])
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=watch, args=(config, self._guard, self._step, self._stop, read),
+                                        name="thermal-guard", daemon=True)
+
+    def start(self) -> None:
+        log.info("thermal guard: above %g C (or when the firmware throttles) stepping down through %s",
+                 self._config.hot_c, ", ".join(self._models[1:]))
+        self._thread.start()
+
+    def status(self) -> GuardStatus:
+        return self._status
+
+    def _step(self, level: int, reading: Reading) -> None:
+        """Switch to the ladder's model at `level` (0: the configured one)."""
+        why = "throttling" if reading.throttling else f"{reading.temperature_c:.1f} C"
+        log.warning("thermal guard (%s): %s %s to %s", why, "stepping down" if level > self._status.level else
+                    "cool again, stepping up", self._status.model, self._models[level])
+        self._status = GuardStatus(level, self._models[level], reading.temperature_c)
+        self._switch(self._models[level])
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(self._config.interval_s + 1.0)

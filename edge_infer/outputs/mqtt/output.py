@@ -213,7 +213,8 @@ class MqttOutput:
         self._client = self._make_client()
         self._client.connect_async(config.host, config.port, config.keepalive)
         self._client.loop_start()
-        threading.Thread(target=self._watch, name="mqtt-watch", daemon=True).start()
+        self._watcher = threading.Thread(target=self._watch, name="mqtt-watch", daemon=True)
+        self._watcher.start()
         log.info("mqtt: publishing to %s:%d under %s/ (%s)", config.host, config.port, base, config.publish)
 
     def _make_client(self) -> mqtt.Client:
@@ -428,3 +429,4 @@ class MqttOutput:
                 log.warning("mqtt: could not publish 'stopped': %s", exc)
         self._client.disconnect()
         self._client.loop_stop()
+        self._watcher.join(WATCH_STEP_S * 2)
