@@ -17,10 +17,17 @@ from broker import Broker, Subscriber
 from conftest import FakeClock, error_lines, need, python_start_up_s, side_by_side
 from mjpeg import MjpegServer
 
-from edge_infer.outputs.base import OutputContext
-from edge_infer.outputs.mqtt import MqttConfig, MqttOutput, PublishPolicy, discovery_messages, what_runs
+from edge_infer.outputs.base import CameraLayout, OutputContext
+from edge_infer.outputs.mqtt import (
+    MqttConfig,
+    MqttOutput,
+    PublishPolicy,
+    camera_discovery_messages,
+    discovery_messages,
+    what_runs,
+)
 from edge_infer.status import RunStatus
-from edge_infer.values import Class, Classification, Timing
+from edge_infer.values import Box, Class, Classification, Timing
 
 CONTEXT = OutputContext(lambda: RunStatus("m", "cpu"))  # an output's run: model m on the CPU
 
@@ -111,6 +118,27 @@ def test_discovery_describes_four_sensors_and_an_event_of_one_device():
     assert len({json.dumps(m["device"]) for m in messages.values()}) == 1
     assert len({m["unique_id"] for m in messages.values()}) == 5
     assert messages[f"{node}/backend/config"]["state_topic"] == topics["stats"]
+
+
+def test_camera_discovery_makes_a_device_per_camera_with_entities_per_region():
+    cameras = (CameraLayout("porch", {"door": Box(0.5, 0, 0.5, 1), "path": Box(0, 0.5, 0.5, 0.5)}),
+               CameraLayout("garden"))
+    messages = camera_discovery_messages("homeassistant", DEVICE, BASE, cameras, "mobilenet", snapshots=True)
+    by_device: dict[str, set[str]] = {}
+    for topic, config in messages.items():
+        by_device.setdefault(config["device"]["identifiers"][0], set()).add(topic.split("/")[-2])
+    assert by_device == {
+        f"edge_infer_{DEVICE}_porch": {"fps", "backend", "door_label", "door_score", "door_label_changed",
+                                       "door_snapshot", "path_label", "path_score", "path_label_changed",
+                                       "path_snapshot"},
+        f"edge_infer_{DEVICE}_garden": {"fps", "backend", "label", "score", "label_changed", "snapshot"}}
+    door = messages[f"homeassistant/sensor/edge_infer_{DEVICE}_porch/door_label/config"]
+    assert door["state_topic"] == f"{BASE}/porch/door/classification" and door["name"] == "Door label"
+    assert door["availability_mode"] == "all"
+    assert [a["topic"] for a in door["availability"]] == [f"{BASE}/status", f"{BASE}/porch/status"]
+    garden = messages[f"homeassistant/image/edge_infer_{DEVICE}_garden/snapshot/config"]
+    assert garden["image_topic"] == f"{BASE}/garden/snapshot"
+    assert len({m["unique_id"] for m in messages.values()}) == len(messages)
 
 
 # --- end to end --------------------------------------------------------------------------------

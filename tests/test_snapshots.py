@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -19,10 +20,10 @@ from broker import Broker, Subscriber
 from conftest import error_lines, need
 
 from edge_infer.errors import ConfigError
-from edge_infer.outputs.base import OutputContext
+from edge_infer.outputs.base import CameraLayout, OutputContext
 from edge_infer.outputs.snapshots import SNAPSHOT_NAME, FrameRing, SnapshotOutput, SnapshotsConfig, prune
 from edge_infer.status import RunStatus
-from edge_infer.values import Class, Classification, Frame, Timing
+from edge_infer.values import Box, Class, Classification, Frame, Timing
 
 CONTEXT = OutputContext(lambda: RunStatus("m", "cpu"))  # an output's run: model m on the CPU
 
@@ -191,6 +192,36 @@ def test_only_confident_changes_are_saved_each_with_its_own_frame(tmp_path: Path
         image = cv2.imread(str(tmp_path / name))
         assert abs(int(np.median(image[-4:, -4:])) - int(name.split("_")[1])) <= 3
     assert len(published) == 3 and all(jpeg.startswith(b"\xff\xd8") for jpeg in published)
+
+
+def test_each_camera_and_region_has_its_own_changes_files_and_picture(tmp_path: Path):
+    # Two cameras: the yard with two regions (left and right halves), the porch whole. The same label in
+    # another region is a change of its own; each snapshot is its camera's frame with the region drawn on.
+    layout = (CameraLayout("yard", {"left": Box(0, 0, 0.5, 1), "right": Box(0.5, 0, 0.5, 1)}), CameraLayout("porch"))
+    published: list[tuple[str | None, str | None]] = []
+    output = SnapshotOutput(SnapshotsConfig(directory=str(tmp_path), min_score=0.5),
+                            OutputContext(lambda: RunStatus("m", "cpu"), layout),
+                            publisher=lambda _jpeg, result: published.append((result.camera, result.region)))
+    try:
+        for camera, level in (("yard", 40), ("porch", 200)):
+            output.see_frame(Frame(seq=5, image=np.full((480, 640, 3), level, np.uint8), ts=0.0), camera=camera)
+        for camera, region in (("yard", "left"), ("yard", "right"), ("porch", None), ("yard", "left")):
+            output.publish(replace(result("cat", 0.9, 5), camera=camera, region=region))
+            time.sleep(0.15)
+    finally:
+        output.close()
+    files = snapshot_files(tmp_path)
+    assert sorted(name.split("_", 2)[2] for name in files) == ["porch_cat.jpg", "yard_left_cat.jpg",
+                                                               "yard_right_cat.jpg"]  # the 2nd left cat: no change
+    assert sorted(published, key=str) == sorted([("yard", "left"), ("yard", "right"), ("porch", None)], key=str)
+    right = cv2.imread(str(tmp_path / next(name for name in files if "_yard_right_" in name)))
+    porch = cv2.imread(str(tmp_path / next(name for name in files if "_porch_" in name)))
+    assert abs(int(np.median(porch[-10:, -10:])) - 200) <= 3 and abs(int(np.median(right[-20:, 100:200])) - 40) <= 3
+    # The right region's outline (orange, BGR 0 200 255) runs down the middle; the porch has none.
+    def orange(image: np.ndarray) -> float:  # the most orange column near the middle
+        return float(np.all(np.abs(image[200:, 314:326].astype(int) - (0, 200, 255)) < 60, axis=2).mean(axis=0).max())
+
+    assert orange(right) > 0.3 and orange(porch) == 0.0
 
 
 def test_a_full_queue_drops_and_counts_instead_of_waiting(tmp_path: Path):
