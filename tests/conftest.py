@@ -73,6 +73,21 @@ def images(shared: Path) -> Path:
     return shared / "images"
 
 
+class ListOutput:
+    """An output that keeps every result, in order."""
+
+    name = "list"
+
+    def __init__(self) -> None:
+        self.results: list = []
+
+    def publish(self, result) -> None:
+        self.results.append(result)
+
+    def close(self) -> None:
+        pass
+
+
 @dataclass
 class CliResult:
     status: int

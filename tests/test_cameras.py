@@ -8,29 +8,15 @@ from pathlib import Path
 
 import cv2
 import pytest
-from conftest import LiveRun, error_lines, filled, side_by_side
+from conftest import ListOutput, LiveRun, error_lines, filled, side_by_side
 from mjpeg import MjpegServer
 
 from edge_infer.cameras import cameras_of
 from edge_infer.config import load_config
 from edge_infer.run import open_run
-from edge_infer.values import Classification
 
 V2 = "mobilenet_v2_1.0_224_quant.tflite"
 V1_HALF = "mobilenet_v1_0.5_160_quant.tflite"
-
-
-class ListOutput:
-    name = "list"
-
-    def __init__(self) -> None:
-        self.results: list[Classification] = []
-
-    def publish(self, result: Classification) -> None:
-        self.results.append(result)
-
-    def close(self) -> None:
-        pass
 
 
 def write_config(path: Path, text: str) -> Path:

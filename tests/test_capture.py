@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 import pytest
+from conftest import ListOutput
 
 from edge_infer.errors import SourceError
 from edge_infer.outputs.base import OutputClosed
@@ -93,19 +94,6 @@ class FakeStages:
 
 def fake_classify(delay: float = 0.0) -> FakeStages:
     return FakeStages(delay)
-
-
-class ListOutput:
-    name = "list"
-
-    def __init__(self) -> None:
-        self.results: list[Classification] = []
-
-    def publish(self, result: Classification) -> None:
-        self.results.append(result)
-
-    def close(self) -> None:
-        pass
 
 
 def test_every_frame_before_a_source_failure_is_published_then_the_error_is_raised():

@@ -8,22 +8,10 @@ import time
 from collections import Counter
 
 import numpy as np
+from conftest import ListOutput
 
 from edge_infer.pipeline.loop import Feed, OneResult, run_feeds
 from edge_infer.values import Class, Classification, Frame, Timing
-
-
-class ListOutput:
-    name = "list"
-
-    def __init__(self) -> None:
-        self.results: list[Classification] = []
-
-    def publish(self, result: Classification) -> None:
-        self.results.append(result)
-
-    def close(self) -> None:
-        pass
 
 
 class PacedSource:

@@ -111,11 +111,8 @@ def image_dir(tmp: Path, images: Path, name: str = "parrot.jpg") -> Path:
     return folder
 
 
-@pytest.fixture(scope="module")
-def live(tmp_path_factory, models: Path, images: Path) -> Iterator[LiveRun]:
-    """One run shared by the tests that only watch it; max_fps 5 and width 256, to check both."""
-    tmp = tmp_path_factory.mktemp("live")
-    run = LiveRun(tmp, models, image_dir(tmp, images), web="  max_fps: 5\n  width: 256")
+def running(run: LiveRun) -> Iterator[LiveRun]:
+    """A module's shared run: ready when yielded, killed after the module's tests if still running."""
     try:
         run.wait_ready()
         yield run
@@ -123,6 +120,13 @@ def live(tmp_path_factory, models: Path, images: Path) -> Iterator[LiveRun]:
         if run.process.poll() is None:
             run.process.kill()
             run.process.wait(10)
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory, models: Path, images: Path) -> Iterator[LiveRun]:
+    """One run shared by the tests that only watch it; max_fps 5 and width 256, to check both."""
+    tmp = tmp_path_factory.mktemp("live")
+    yield from running(LiveRun(tmp, models, image_dir(tmp, images), web="  max_fps: 5\n  width: 256"))
 
 
 class MjpegClient:
@@ -644,13 +648,7 @@ cameras:
   garden:
     source: {{type: images, path: {tmp / "garden"}, loop: true}}
 """)
-    try:
-        run.wait_ready()
-        yield run
-    finally:
-        if run.process.poll() is None:
-            run.process.kill()
-            run.process.wait(10)
+    yield from running(run)
 
 
 def region_labels(status: dict) -> dict[tuple[str, str | None], str | None]:

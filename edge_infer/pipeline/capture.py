@@ -88,11 +88,7 @@ class FrameHandoff(Generic[Item]):
         with self._cond:
             if not self._frames and not self._finished:
                 self._cond.wait(timeout)
-            if not self._frames:
-                return None
-            frame = self._frames.popleft()
-            self._cond.notify_all()
-            return frame
+            return self.take()
 
     @property
     def exhausted(self) -> bool:
