@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 import cv2
@@ -159,17 +159,20 @@ class ResultHistory:
     Written by the inference loop (`add`), read by the encoder and the status page. Bounded: the last
     RESULTS_KEPT results."""
 
-    def __init__(self) -> None:
+    def __init__(self, places: Sequence[str | None]) -> None:
         self._cond = threading.Condition()
         self._results: deque[Classification] = deque(maxlen=RESULTS_KEPT)
-        self.newest: dict[str | None, Classification] = {}  # per region (None: the whole frame)
-        self.total: dict[str | None, int] = {}  # results per region since the start
+        # Per region (None: the whole frame), every key there from the start: readers on other threads
+        # iterate while the loop assigns, and a dict that never grows can be read that way.
+        self.newest: dict[str | None, Classification | None] = dict.fromkeys(places)
+        self.total: dict[str | None, int] = dict.fromkeys(places, 0)  # results per region since the start
 
     def add(self, result: Classification) -> None:
         with self._cond:
             self._results.append(result)
-            self.newest = {**self.newest, result.region: result}  # one reference swapped: readers never lock
-            self.total[result.region] = self.total.get(result.region, 0) + 1
+            if result.region in self.newest:
+                self.newest[result.region] = result
+                self.total[result.region] += 1
             self._cond.notify_all()
 
     def for_frame(self, frame: int, timeout: float) -> dict[str | None, Classification]:
@@ -200,7 +203,7 @@ class CameraView:
         self._stopping = stopping
         self.hub = JpegHub()
         self.grabber = FrameGrabber(max_fps, lambda: self.hub.waiting > 0, clock)
-        self.results = ResultHistory()
+        self.results = ResultHistory(tuple(self.boxes) or (None,))
         self._scaled: np.ndarray | None = None
         self._encoder = threading.Thread(target=self._encode, name=f"web-encoder-{name}" if name else "web-encoder",
                                          daemon=True)

@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 from ... import __version__
 from ...status import CameraStatus, RunStatus
-from ...values import Classification, Frame
+from ...values import Box, Classification, Frame
 from ..base import BrokerLink, OutputContext, Peers
 from .config import WebConfig
 from .frames import CameraView
@@ -143,11 +143,10 @@ class WebOutput:
     def camera_status(view: CameraView, camera: CameraStatus | None) -> dict[str, object]:
         """A camera on /api/status: its stats, whether it streams, and each region's box and newest result."""
         newest = view.results.newest
+        boxes = view.boxes or {None: Box.WHOLE}
         regions = [{"name": name, "box": [box.x, box.y, box.width, box.height],
-                    "result": newest[name].to_json_dict() if name in newest else None}
-                   for name, box in view.boxes.items()] or [
-                   {"name": None, "box": [0.0, 0.0, 1.0, 1.0],
-                    "result": newest[None].to_json_dict() if None in newest else None}]
+                    "result": result.to_json_dict() if (result := newest.get(name)) is not None else None}
+                   for name, box in boxes.items()]
         return {"name": view.name, "streaming": camera is None or camera.streaming,
                 "stats": camera.to_json_dict() if camera is not None else {}, "regions": regions,
                 "viewers": view.hub.viewers}
