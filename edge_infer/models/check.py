@@ -48,7 +48,7 @@ def check_model(model: ModelFile, runtime: str) -> None:
     """Raise ModelError when `model` is not the published file of its name, or crashes the interpreter."""
     digest = hashlib.sha256(model.content).hexdigest()
     entry = find_entry(build_manifest(), model.name)
-    if entry is not None and entry.sha256 is not None and entry.sha256 != digest:
+    if entry is not None and entry.published(digest) is False:
         raise ModelError(f"'{model.path}' is not the published {entry.file_name} (its sha256 differs): the file is "
                          f"damaged or was changed; {redownload_hint(model.name)}")
     if model.needs_edgetpu:  # one custom op that runs only on the Coral: nothing the CPU could load

@@ -31,7 +31,7 @@ def sha256_of(path: Path) -> str:
 
 
 def is_valid(path: Path, entry: ModelEntry) -> bool:
-    return path.is_file() and (entry.sha256 is None or sha256_of(path) == entry.sha256)
+    return path.is_file() and entry.published(sha256_of(path)) is not False
 
 
 def download(url: str, out: BinaryIO, progress: Progress | None) -> None:
@@ -87,7 +87,7 @@ def pull(entry: ModelEntry, models_dir: Path, mirror: str | None = None, progres
                 download(source, out, progress)
         if archive:
             extract_member(temp, entry)
-        if entry.sha256 is not None and sha256_of(temp) != entry.sha256:
+        if entry.published(sha256_of(temp)) is False:
             raise ModelError(f"{entry.file_name} from {source} has the wrong sha256 (expected {entry.sha256}); "
                              "deleted it")
     return True

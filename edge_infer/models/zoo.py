@@ -47,6 +47,11 @@ class ModelEntry:
     def file_name(self) -> str:
         return f"{self.name}.tflite"
 
+    def published(self, digest: str) -> bool | None:
+        """Whether a file with sha256 `digest` is this entry's published file; None where no sha256 is known.
+        The one check of a file against the zoo: the load-time check, pull and doctor all ask here."""
+        return None if self.sha256 is None else digest == self.sha256
+
 
 # MobileNet V1: (alpha, resolution) -> (million MACs, million params, top-1 float, top-1 quant).
 V1_TABLE = {
