@@ -57,3 +57,12 @@ def test_bench_config_with_no_camera_that_opens_is_a_source_error(cli, tmp_path:
     done = cli("bench", "--config", str(config), "--seconds", "0.5", json_lines=False, timeout=120)
     assert done.status == 4, done.stderr
     assert len(error_lines(done.stderr)) == 1 and "Traceback" not in done.stderr
+
+
+def test_tune_says_what_to_use_for_a_cameras_configuration(cli, tmp_path: Path):
+    config = tmp_path / "config.yaml"
+    config.write_text("cameras:\n  yard:\n    source: {type: images, path: /nowhere}\n")
+    done = cli("tune", "--fps", "10", "--config", str(config), json_lines=False)
+    assert done.status == 2
+    [line] = error_lines(done.stderr)
+    assert "has cameras:" in line and "edge-infer bench --config" in line

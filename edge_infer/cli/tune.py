@@ -57,6 +57,10 @@ def pull_candidates(models_dir: str | None) -> None:
 def live_source(config_file: str | None) -> dict[str, object] | None:
     """The configured source when it is a camera or a stream: frames as the run will see them."""
     config = load_config(find_config_file(config_file))
+    if config.cameras:
+        raise ConfigError(f"--config: {config_file or 'the configuration'} has cameras:, and tune measures one "
+                          "source at a time: measure the whole configuration with edge-infer bench --config, or "
+                          "give tune a configuration with the one source: to tune for")
     options = config.source.options
     if config.source.type in ("auto", "picamera2"):
         return {"type": config.source.type}
@@ -71,13 +75,14 @@ def command_tune(args: argparse.Namespace) -> int:
             (args.latency_ms is not None and args.latency_ms <= 0):
         raise ConfigError("--fps, --latency-ms and --margin must be positive")
     target = Target(args.fps, args.latency_ms, args.min_top1, args.margin)
+    source = live_source(args.config) if args.config else None  # its errors before anything is measured
     if args.pull:
         pull_candidates(args.models_dir)
     threads = tuple(numbers("--threads", args.threads, int)) if args.threads else default_threads()
     plan = BenchPlan(models=tuple(find_models(args.models, args.models_dir)), threads=threads,
                      warmup=5 if args.quick else 10, runs=20 if args.quick else 100,
                      frames=30 if args.quick else 120, seconds=0.3 if args.quick else 1.5, reference=False,
-                     source=live_source(args.config) if args.config else None)
+                     source=source)
     with tqdm(total=len(plan.models) * len(threads), desc="measuring", unit="setting", file=sys.stderr,
               disable=not sys.stderr.isatty()) as bar:
         def progress(line: str) -> None:
