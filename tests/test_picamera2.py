@@ -8,14 +8,17 @@ import json
 import sys
 from pathlib import Path
 
+import cv2
 import pytest
-from conftest import error_lines
+from conftest import ListOutput, error_lines, side_by_side
 
+from edge_infer.config import load_config
 from edge_infer.errors import SourceError
 from edge_infer.pipeline.classifier import ModelConfig, load_classifier
 from edge_infer.pipeline.postprocess import PostprocessConfig
 from edge_infer.pipeline.preprocess import PreprocessConfig
 from edge_infer.pipeline.stages import FrameClassifier
+from edge_infer.run import open_run
 from edge_infer.sources import picamera2 as source_module
 from edge_infer.sources.base import SourceHints
 from edge_infer.sources.picamera2 import BUSY_HINT, Picamera2Config, Picamera2Source
@@ -151,3 +154,27 @@ def test_a_picamera2_broken_by_numpy_is_a_source_error_that_says_why(cli, images
     [line] = error_lines(done.stderr)
     assert "picamera2 cannot be imported (ValueError: numpy.dtype size changed" in line
     assert "pip install 'numpy==" in line and "Traceback" not in done.stderr
+
+
+def test_a_camera_with_regions_reads_the_whole_field_of_view(fake, models: Path, images: Path, tmp_path: Path):
+    # Regions need the whole frame: the main stream at its configured size, no centred crop on the sensor and
+    # no lores stream cut for one model. The stand-in films a scene with a chickadee left and a macaw right.
+    cv2.imwrite(str(tmp_path / "scene.png"), side_by_side(images, "bird.bmp", "parrot.jpg", half=512))
+    camera_module = fake(scene=str(tmp_path / "scene.png"))
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(f"""model: {{path: {models / "mobilenet_v2_1.0_224_quant.tflite"}}}
+run: {{max_frames: 3}}
+cameras:
+  pi:
+    source: {{type: picamera2, width: 1024, height: 512}}
+    regions:
+      left: {{box: [0, 0, 0.5, 1]}}
+      right: {{box: [0.5, 0, 0.5, 1]}}
+""")
+    sink = ListOutput()
+    with open_run(load_config(str(config_file)), outputs=[sink], environ={}) as run:
+        run.execute()
+    [camera] = camera_module.instances
+    assert camera.camera_configuration()["main"]["size"] == (1024, 512)
+    assert "ScalerCrop" not in camera.controls  # the whole field of view
+    assert {(r.region, r.top[0].label) for r in sink.results} == {("left", "chickadee"), ("right", "macaw")}
