@@ -24,6 +24,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from .pipeline.stages import MIN_REGION_PIXELS
 from .schema import Origin, Path, build, describe_value, fail
 from .sources.registry import SourceSpec, build_source_spec
 from .values import Box
@@ -34,7 +35,6 @@ if TYPE_CHECKING:
 # A camera's or region's name goes into MQTT topics, URLs, file names and Prometheus labels as it is.
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}")
 NAME_HELP = "1 to 32 letters, digits, - or _ (it goes into MQTT topics and URLs), starting with a letter or digit"
-MIN_REGION_PIXELS = 8  # a region narrower or lower than this at the camera's size has nothing to classify
 MAX_CAMERAS = 16
 MAX_REGIONS = 16
 

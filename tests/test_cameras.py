@@ -174,3 +174,22 @@ def test_no_camera_opening_at_start_is_a_source_error(models: Path, tmp_path: Pa
     assert done.status == 4, done.stderr
     [line] = error_lines(done.stderr)
     assert "no camera could be opened" in line
+
+
+def test_a_region_too_small_for_the_frames_that_come_is_reported_once(models: Path, images: Path, tmp_path: Path,
+                                                                      caplog):
+    # The images source declares no size, so the box is checked against the first frame (bird.bmp: 512x343).
+    config = load_config(str(write_config(tmp_path / "config.yaml", f"""
+model: {{path: {models / V2}, num_threads: 1}}
+cameras:
+  yard:
+    source: {{type: images, path: {images / "bird.bmp"}, loop: true}}
+    regions:
+      speck: {{box: [0.5, 0.5, 0.01, 0.5]}}
+run: {{max_frames: 3}}
+""")))
+    with caplog.at_level("WARNING"), open_run(config, outputs=[ListOutput()], environ={}) as run:
+        run.execute()
+    warnings = [r.getMessage() for r in caplog.records if "too few to classify" in r.getMessage()]
+    assert warnings == ["camera yard, region speck: only 5x171 pixels of the camera's 512x343 frames, too few to "
+                        "classify: make its box larger"]

@@ -27,6 +27,8 @@ from .preprocess import PreprocessConfig, Preprocessor, normalization
 
 log = logging.getLogger(__name__)
 
+MIN_REGION_PIXELS = 8  # a region narrower or lower than this in the frame has nothing to classify
+
 
 class ModelSlot:
     """The interpreter of one model, replaced between frames.
@@ -131,6 +133,7 @@ class FrameClassifier:
         self._plan = self._plan_for(*self.slot.current)
         self._smoother: ScoreSmoother | None = None
         self._scores = np.empty(0, np.float32)
+        self._frame_shape: tuple[int, ...] = ()
 
     def _plan_for(self, generation: int, classifier: Classifier) -> RegionPlan:
         info = classifier.info
@@ -159,6 +162,9 @@ class FrameClassifier:
         plan = self._plan
         if plan.generation != generation:  # the slot switched models: new input size, new buffers
             plan = self._plan = self._plan_for(generation, classifier)
+        if frame.image.shape != self._frame_shape:  # the first frame, or the source changed its size
+            self._frame_shape = frame.image.shape
+            self._warn_if_tiny(frame.image.shape[1], frame.image.shape[0])
         staged = plan.staging.take()
         if staged is None:
             staged = np.empty(plan.shape, plan.dtype)
@@ -167,6 +173,15 @@ class FrameClassifier:
         return PreparedFrame(frame.seq, frame.ts, frame.path, staged, (self._clock() - start) * 1e3,
                              release=lambda: pool.give_back(staged), captured=frame.captured,
                              generation=generation)
+
+    def _warn_if_tiny(self, width: int, height: int) -> None:
+        """A region too small for the frame the camera really delivers (its size was not known at start)."""
+        if self.region is None:
+            return
+        _, _, region_width, region_height = self.box.pixels(width, height)
+        if min(region_width, region_height) < MIN_REGION_PIXELS:
+            log.warning("camera %s, region %s: only %dx%d pixels of the camera's %dx%d frames, too few to classify: "
+                        "make its box larger", self.camera, self.region, region_width, region_height, width, height)
 
     def classify(self, prepared: PreparedFrame) -> Classification | None:
         """The result, or None when the frame is passed over: prepared for a model that was switched away
