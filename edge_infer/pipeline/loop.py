@@ -28,8 +28,8 @@ class Stages(Protocol[Item]):
     def classify(self, prepared: Item) -> Classification | None: ...  # None: the frame is passed over
 
 
-class CameraStagesLike(Protocol[Item]):
-    """A camera's stages (CameraStages): one result per region of each frame."""
+class FeedStages(Protocol[Item]):
+    """A feed's stages (CameraStages): any number of results per frame, one per region."""
 
     def prepare(self, frame: Frame) -> Item: ...
 
@@ -44,7 +44,7 @@ class Feed(Generic[Item]):
     """
 
     source: Source
-    stages: CameraStagesLike[Item]
+    stages: FeedStages[Item]
     every_frame: bool
     name: str | None = None
     stats: RunStats | None = None  # this camera's own, beside the run's
@@ -53,7 +53,7 @@ class Feed(Generic[Item]):
 
 
 class OneResult(Generic[Item]):
-    """Single-result stages as a camera's: the plain `source:` run, and the tests' stages."""
+    """Single-result stages (a bare FrameClassifier, the tests' stand-ins) as a feed's: `run_pipeline`."""
 
     def __init__(self, stages: Stages[Item]) -> None:
         self._stages = stages
