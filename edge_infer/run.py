@@ -220,10 +220,10 @@ def open_sources(config: Config, cameras: Sequence[CameraConfig], slot: ModelSlo
                 raise
             errors.append(exc)
             log.warning("camera %s: %s; trying again every %g-%g s", camera.name, exc, FIRST_RETRY_S, LONGEST_RETRY_S)
-            source = live = ReconnectingSource(None, reopen, stop,
-                                               description=f"camera {camera.name} ({camera.source.type})")
+            source = live = ReconnectingSource(None, reopen, stop, description=f"{camera.source.type} source",
+                                               camera=camera.name)
         else:
-            live = ReconnectingSource(source, reopen, stop) if source.live else None
+            live = ReconnectingSource(source, reopen, stop, camera=camera.name or None) if source.live else None
             source = live or source
         opened.callback(close_source, source, reader_done)
         sources.append((source, live))

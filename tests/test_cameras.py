@@ -146,7 +146,7 @@ def test_a_stream_lost_mid_run_comes_back_while_the_other_camera_goes_on(models:
     finally:
         stderr = run.stop()
     assert run.process.returncode == 0, stderr
-    assert "source lost" in stderr and "is back after" in stderr
+    assert "camera yard: source lost" in stderr and "camera yard: opencv stream" in stderr and "is back after" in stderr
     assert not error_lines(stderr)
 
 

@@ -35,8 +35,10 @@ class ReconnectingSource:
     live = True
 
     def __init__(self, source: Source | None, reopen: Callable[[], Source], stop: threading.Event,
-                 clock: Callable[[], float] = time.monotonic, description: str = "") -> None:
-        """`source` None: it could not be opened at start (one of several cameras), and is tried again."""
+                 clock: Callable[[], float] = time.monotonic, description: str = "", camera: str | None = None) -> None:
+        """`source` None: it could not be opened at start (one of several cameras), and is tried again.
+        `camera`: its name in a `cameras:` run, which its log lines start with."""
+        self._prefix = f"camera {camera}: " if camera else ""
         self._source = source
         self._reopen = reopen
         self._stop = stop
@@ -92,7 +94,8 @@ class ReconnectingSource:
         if self._lost_at is None:
             self._outages += 1
             self._lost_at = self._state_since = self._clock()
-            log.warning("source lost: %s; reconnecting every %g-%g s", error, FIRST_RETRY_S, LONGEST_RETRY_S)
+            log.warning("%ssource lost: %s; reconnecting every %g-%g s", self._prefix, error, FIRST_RETRY_S,
+                        LONGEST_RETRY_S)
         else:
             log.debug("%s: still lost (%s)", self.description, error)
 
@@ -107,7 +110,8 @@ class ReconnectingSource:
         assert self._lost_at is not None
         now = self._clock()
         self._outage_total += now - self._lost_at
-        log.warning("%s is back after %.1f s (outage %d)", self.description, now - self._lost_at, self._outages)
+        log.warning("%s%s is back after %.1f s (outage %d)", self._prefix, self.description, now - self._lost_at,
+                    self._outages)
         self._lost_at = None
         self._state_since = now
 
