@@ -49,6 +49,11 @@ class ConfigLoad:
     cpu_percent: float
     peak_rss_mb: float
 
+    @property
+    def slowest_camera_fps(self) -> float:
+        """The frame rate of the camera that got the fewest frames classified: what a target must hold for."""
+        return min(self.frames_per_s.values(), default=0.0)
+
     def to_json_dict(self) -> dict[str, object]:
         return asdict(self)
 
@@ -80,8 +85,13 @@ class LoadRecorder:
         pass
 
 
-def measure_load(config_file: str, seconds: float, warmup_s: float = WARMUP_S) -> ConfigLoad:
-    config = load_config(config_file)
+def measure_load(config_file: str, seconds: float, warmup_s: float = WARMUP_S, model: str | None = None,
+                 threads: int | None = None) -> ConfigLoad:
+    """`model` and `threads` replace model.path and model.num_threads (tune's candidates)."""
+    overrides = {("model", "path"): (model, "--model")} if model else {}
+    if threads:
+        overrides[("model", "num_threads")] = (threads, "--threads")
+    config = load_config(config_file, overrides)
     stop, counting = threading.Event(), threading.Event()
     recorder = LoadRecorder(counting)
     with open_run(config, stop=stop, outputs=[recorder], environ={}) as run:
@@ -107,9 +117,11 @@ def measure_load(config_file: str, seconds: float, warmup_s: float = WARMUP_S) -
                       round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1))
 
 
-def run_load_worker(config_file: str, seconds: float) -> ConfigLoad:
+def run_load_worker(config_file: str, seconds: float, model: str | None = None,
+                    threads: int | None = None) -> ConfigLoad:
     """`measure_load` in a fresh process; its error (one line) becomes an EdgeInferError here."""
-    done = subprocess.run([sys.executable, "-m", "edge_infer.bench.load", config_file, str(seconds)],
+    candidate = [model or "", str(threads or 0)]
+    done = subprocess.run([sys.executable, "-m", "edge_infer.bench.load", config_file, str(seconds), *candidate],
                           capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=seconds + 300)
     try:
         answer = json.loads(done.stdout.strip().splitlines()[-1])
@@ -138,7 +150,8 @@ def format_load(load: ConfigLoad) -> str:
 
 def main() -> int:
     try:
-        load = measure_load(sys.argv[1], float(sys.argv[2]))
+        model, threads = (sys.argv[3] or None, int(sys.argv[4]) or None) if len(sys.argv) > 4 else (None, None)
+        load = measure_load(sys.argv[1], float(sys.argv[2]), model=model, threads=threads)
     except EdgeInferError as exc:
         print(json.dumps({"error": " ".join(str(exc).split()),
                           "kind": "source" if isinstance(exc, SourceError) else "other"}))

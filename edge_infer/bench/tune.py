@@ -11,8 +11,18 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
+from .load import ConfigLoad
 from .results import Measurement, Report
+
+
+class Setting(Protocol):
+    """What a choice sets in `model:`."""
+
+    path: str
+    threads: int
+    delegate: str
 
 
 @dataclass(frozen=True)
@@ -46,16 +56,38 @@ def choose(report: Report, target: Target) -> Measurement | None:
                                        -r.threads))
 
 
-def model_settings(choice: Measurement) -> dict[str, str]:
+@dataclass(frozen=True)
+class LoadCandidate:
+    """A model and thread count measured on a whole `cameras:` configuration (bench --config's measurement)."""
+
+    path: str
+    threads: int
+    delegate: str
+    load: ConfigLoad
+    top1: float | None  # published, from the zoo
+
+
+def choose_load(candidates: list[LoadCandidate], target: Target) -> LoadCandidate | None:
+    """For a `cameras:` configuration: the most accurate candidate whose slowest camera reaches the target
+    rate with the margin; among equals the faster, then the fewer threads."""
+    meeting = [c for c in candidates
+               if (target.fps is None or c.load.slowest_camera_fps >= target.fps * (1 + target.margin))
+               and (target.min_top1 is None or (c.top1 or 0.0) >= target.min_top1)]
+    if not meeting:
+        return None
+    return max(meeting, key=lambda c: (c.top1 is not None, c.top1 or 0.0, c.load.slowest_camera_fps, -c.threads))
+
+
+def model_settings(choice: Setting) -> dict[str, str]:
     """The `model:` keys that select `choice`, as YAML scalars."""
     return {"path": choice.path, "num_threads": str(choice.threads), "delegate": choice.delegate}
 
 
-def settings_yaml(choice: Measurement) -> str:
+def settings_yaml(choice: Setting) -> str:
     return "model:\n" + "".join(f"  {key}: {value}\n" for key, value in model_settings(choice).items())
 
 
-def write_choice(config_text: str, choice: Measurement) -> str:
+def write_choice(config_text: str, choice: Setting) -> str:
     """`config_text` with the `model:` section's keys set to `choice`, every other line (comments too) kept."""
     lines = config_text.splitlines(keepends=True)
     settings = model_settings(choice)
@@ -72,6 +104,6 @@ def write_choice(config_text: str, choice: Measurement) -> str:
     return "".join(lines)
 
 
-def write_config(path: Path, choice: Measurement) -> None:
+def write_config(path: Path, choice: Setting) -> None:
     text = path.read_text() if path.exists() else ""
     path.write_text(write_choice(text, choice))

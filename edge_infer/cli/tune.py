@@ -8,15 +8,16 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from ..bench.load import run_load_worker
 from ..bench.plan import BenchPlan, default_threads, find_models
 from ..bench.report import format_table
 from ..bench.runner import run_bench
-from ..bench.tune import Target, choose, settings_yaml, write_config
+from ..bench.tune import LoadCandidate, Target, choose, choose_load, settings_yaml, write_config
 from ..config import find_config_file, load_config
 from ..errors import EXIT_OK, ConfigError
 from ..models.files import pull_dir
 from ..models.pull import progress_bar, pull
-from ..models.zoo import build_manifest
+from ..models.zoo import build_manifest, find_entry
 from ..sources.opencv import URL_PATTERN, is_camera
 from .arguments import numbers
 
@@ -40,7 +41,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                       "(the V1 width x resolution grid and V2) into the model directory")
     tune.add_argument("--threads", help="thread counts to try (default: 1 and all cores)")
     tune.add_argument("--config", help="the configuration whose source to measure on (a camera or stream; "
-                      "otherwise a synthetic 640x480 frame)")
+                      "otherwise a synthetic 640x480 frame); with cameras:, the whole configuration, every camera "
+                      "and region, and --fps is what its slowest camera must reach")
     tune.add_argument("--write", metavar="CONFIG", help="write the choice into this YAML file (comments and other "
                       "keys kept); without it the YAML to paste is printed")
     tune.add_argument("--quick", action="store_true", help="shorter measurements")
@@ -57,10 +59,6 @@ def pull_candidates(models_dir: str | None) -> None:
 def live_source(config_file: str | None) -> dict[str, object] | None:
     """The configured source when it is a camera or a stream: frames as the run will see them."""
     config = load_config(find_config_file(config_file))
-    if config.cameras:
-        raise ConfigError(f"--config: {config_file or 'the configuration'} has cameras:, and tune measures one "
-                          "source at a time: measure the whole configuration with edge-infer bench --config, or "
-                          "give tune a configuration with the one source: to tune for")
     options = config.source.options
     if config.source.type in ("auto", "picamera2"):
         return {"type": config.source.type}
@@ -75,6 +73,8 @@ def command_tune(args: argparse.Namespace) -> int:
             (args.latency_ms is not None and args.latency_ms <= 0):
         raise ConfigError("--fps, --latency-ms and --margin must be positive")
     target = Target(args.fps, args.latency_ms, args.min_top1, args.margin)
+    if args.config and load_config(args.config).cameras:
+        return tune_cameras(args, target)
     source = live_source(args.config) if args.config else None  # its errors before anything is measured
     if args.pull:
         pull_candidates(args.models_dir)
@@ -102,6 +102,47 @@ def command_tune(args: argparse.Namespace) -> int:
     print(f"chosen for {target.describe()}: {choice.model}, {choice.threads} thread(s): {choice.pipeline.fps:.1f} fps, "
           f"p90 {choice.pipeline.p90_ms:.1f} ms per frame, published top-1 "
           f"{choice.published_top1 if choice.published_top1 is not None else 'unknown'} %", file=sys.stderr)
+    if args.write:
+        write_config(Path(args.write), choice)
+        load_config(args.write)  # what was written must be a valid configuration
+        print(f"edge-infer: wrote the choice into {args.write}", file=sys.stderr)
+    else:
+        print(settings_yaml(choice), end="")
+    return EXIT_OK
+
+
+def tune_cameras(args: argparse.Namespace, target: Target) -> int:
+    """A `cameras:` configuration: each candidate model (for model.path, which every region without a model
+    of its own runs) and thread count measured on the whole configuration, as `bench --config` does; the
+    target is the frame rate its slowest camera must reach."""
+    if args.latency_ms is not None:
+        raise ConfigError("--latency-ms: with cameras:, tune takes --fps, the rate the slowest camera must reach")
+    config = load_config(args.config)
+    if args.pull:
+        pull_candidates(args.models_dir)
+    threads = tuple(numbers("--threads", args.threads, int)) if args.threads else default_threads()
+    seconds = 3.0 if args.quick else 8.0
+    candidates = []
+    manifest = build_manifest()
+    models = find_models(args.models, args.models_dir)
+    print(f"{'model':<34} {'threads':>7} {'slowest camera fps':>18} {'results/s':>9} {'top-1 %':>7}")
+    for model in models:
+        for count in threads:
+            print(f"edge-infer: measuring {Path(model).stem} on {count} thread(s) for {seconds:g} s", file=sys.stderr)
+            load = run_load_worker(args.config, seconds, model, count)
+            entry = find_entry(manifest, Path(model).name)
+            top1 = entry.top1 if entry is not None else None
+            candidates.append(LoadCandidate(model, count, config.model.delegate, load, top1))
+            print(f"{Path(model).stem:<34} {count:>7} {load.slowest_camera_fps:>18.1f} {load.results_per_s:>9.1f} "
+                  f"{top1 if top1 is not None else '-':>7}")
+    choice = choose_load(candidates, target)
+    if choice is None:
+        print(f"edge-infer: no setting meets {target.describe()} for every camera on this board: relax the target, "
+              "or try smaller models (--pull)", file=sys.stderr)
+        return EXIT_NO_SETTING
+    print(f"chosen for {target.describe()}: {Path(choice.path).stem}, {choice.threads} thread(s): slowest camera "
+          f"{choice.load.slowest_camera_fps:.1f} fps, published top-1 "
+          f"{choice.top1 if choice.top1 is not None else 'unknown'} %", file=sys.stderr)
     if args.write:
         write_config(Path(args.write), choice)
         load_config(args.write)  # what was written must be a valid configuration
