@@ -13,11 +13,11 @@ from typing import Any, Literal
 
 import yaml
 
-from .cameras import CameraConfig, build_cameras
 from .errors import ConfigError
 from .outputs.mqtt import MqttConfig
 from .outputs.snapshots import SnapshotsConfig
 from .outputs.web import WebConfig
+from .pipeline.cameras import CameraConfig, build_cameras
 from .pipeline.classifier import ModelConfig
 from .pipeline.postprocess import PostprocessConfig
 from .pipeline.preprocess import PreprocessConfig

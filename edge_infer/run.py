@@ -16,12 +16,12 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from functools import partial
 
-from .cameras import CameraConfig, RegionConfig, cameras_of, regions_of
 from .config import Config
 from .errors import SourceError
 from .models.pull import fetch_missing
 from .outputs.base import CameraLayout, Output, OutputContext, Peers, frame_watchers
 from .outputs.registry import open_output
+from .pipeline.cameras import CameraConfig, RegionConfig, cameras_of, regions_of
 from .pipeline.classifier import Classifier
 from .pipeline.loop import Feed, run_feeds
 from .pipeline.postprocess import PostprocessConfig
@@ -35,7 +35,7 @@ from .service.systemd import SystemdNotifier
 from .sources.base import Source, SourceHints
 from .sources.reconnect import FIRST_RETRY_S, LONGEST_RETRY_S, ReconnectingSource
 from .sources.registry import open_source
-from .status import CameraStatus, RegionStatus, RunStatus
+from .values import CameraStatus, RegionStatus, RunStatus
 
 log = logging.getLogger(__name__)
 
@@ -209,8 +209,9 @@ def open_sources(config: Config, cameras: Sequence[CameraConfig], slot: ModelSlo
     sources: list[tuple[Source, ReconnectingSource | None]] = []
     errors: list[SourceError] = []
     for camera in cameras:
-        # A camera with regions needs its whole frame: Picamera2 then delivers the main stream, not a
-        # lores one cropped and scaled for one model.
+        # A camera with regions needs its whole frame: with crop letterbox Picamera2 delivers the main
+        # stream and sets no ScalerCrop (sources/picamera2.py, which cites picamera2's configuration and
+        # ScalerCrop code), not a lores stream cropped and scaled for one model.
         crop = "letterbox" if camera.regions else config.preprocess.crop
         reopen = partial(open_source, camera.source, SourceHints(info.input.width, info.input.height, crop))
         try:

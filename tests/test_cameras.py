@@ -11,8 +11,8 @@ import pytest
 from conftest import ListOutput, LiveRun, error_lines, filled, side_by_side
 from mjpeg import MjpegServer
 
-from edge_infer.cameras import cameras_of
 from edge_infer.config import load_config
+from edge_infer.pipeline.cameras import cameras_of
 from edge_infer.run import open_run
 
 V2 = "mobilenet_v2_1.0_224_quant.tflite"

@@ -26,8 +26,7 @@ from edge_infer.outputs.mqtt import (
     discovery_messages,
     what_runs,
 )
-from edge_infer.status import RunStatus
-from edge_infer.values import Box, Class, Classification, Timing
+from edge_infer.values import Box, Class, Classification, RunStatus, Timing
 
 CONTEXT = OutputContext(lambda: RunStatus("m", "cpu"))  # an output's run: model m on the CPU
 

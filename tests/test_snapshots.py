@@ -22,8 +22,7 @@ from conftest import error_lines, need
 from edge_infer.errors import ConfigError
 from edge_infer.outputs.base import CameraLayout, OutputContext
 from edge_infer.outputs.snapshots import SNAPSHOT_NAME, FrameRing, SnapshotOutput, SnapshotsConfig, prune
-from edge_infer.status import RunStatus
-from edge_infer.values import Box, Class, Classification, Frame, Timing
+from edge_infer.values import Box, Class, Classification, Frame, RunStatus, Timing
 
 CONTEXT = OutputContext(lambda: RunStatus("m", "cpu"))  # an output's run: model m on the CPU
 

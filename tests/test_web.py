@@ -27,8 +27,7 @@ from conftest import REPO, FakeClock, error_lines, need, side_by_side
 
 from edge_infer.outputs.base import OutputContext
 from edge_infer.outputs.web import BOUNDARY, FrameGrabber, Histogram, JpegHub, WebConfig, WebOutput, render_metrics
-from edge_infer.status import BoardHealth, FrameCounts, RunStatus, SourceHealth
-from edge_infer.values import Class, Classification, Frame, Timing
+from edge_infer.values import BoardHealth, Class, Classification, Frame, FrameCounts, RunStatus, SourceHealth, Timing
 
 CONTEXT = OutputContext(lambda: RunStatus("m", "cpu"))  # an output's run: model m on the CPU
 

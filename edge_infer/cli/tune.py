@@ -12,7 +12,7 @@ from ..bench.load import run_load_worker
 from ..bench.plan import BenchPlan, default_threads, find_models
 from ..bench.report import format_table
 from ..bench.runner import run_bench
-from ..bench.tune import LoadCandidate, Target, choose, choose_load, settings_yaml, write_config
+from ..bench.tune import LoadCandidate, Setting, Target, choose, choose_load, settings_yaml, write_config
 from ..config import find_config_file, load_config
 from ..errors import EXIT_OK, ConfigError
 from ..models.files import pull_dir
@@ -96,12 +96,20 @@ def command_tune(args: argparse.Namespace) -> int:
     print(format_table(report))
     choice = choose(report, target)
     if choice is None:
-        print(f"edge-infer: no setting meets {target.describe()} on this board: relax the target, or try smaller "
-              "models (--pull)", file=sys.stderr)
-        return EXIT_NO_SETTING
-    print(f"chosen for {target.describe()}: {choice.model}, {choice.threads} thread(s): {choice.pipeline.fps:.1f} fps, "
-          f"p90 {choice.pipeline.p90_ms:.1f} ms per frame, published top-1 "
-          f"{choice.published_top1 if choice.published_top1 is not None else 'unknown'} %", file=sys.stderr)
+        return no_setting(f"{target.describe()} on this board")
+    fps, p90 = choice.pipeline.fps, choice.pipeline.p90_ms
+    return present(args, choice, f"{target.describe()}: {choice.model}, {choice.threads} thread(s): {fps:.1f} fps, "
+                   f"p90 {p90:.1f} ms per frame", choice.published_top1)
+
+
+def no_setting(what: str) -> int:
+    print(f"edge-infer: no setting meets {what}: relax the target, or try smaller models (--pull)", file=sys.stderr)
+    return EXIT_NO_SETTING
+
+
+def present(args: argparse.Namespace, choice: Setting, chosen: str, top1: float | None) -> int:
+    """Say what was chosen, then write it into --write's file or print the YAML to paste."""
+    print(f"chosen for {chosen}, published top-1 {top1 if top1 is not None else 'unknown'} %", file=sys.stderr)
     if args.write:
         write_config(Path(args.write), choice)
         load_config(args.write)  # what was written must be a valid configuration
@@ -137,16 +145,6 @@ def tune_cameras(args: argparse.Namespace, target: Target) -> int:
                   f"{top1 if top1 is not None else '-':>7}")
     choice = choose_load(candidates, target)
     if choice is None:
-        print(f"edge-infer: no setting meets {target.describe()} for every camera on this board: relax the target, "
-              "or try smaller models (--pull)", file=sys.stderr)
-        return EXIT_NO_SETTING
-    print(f"chosen for {target.describe()}: {Path(choice.path).stem}, {choice.threads} thread(s): slowest camera "
-          f"{choice.load.slowest_camera_fps:.1f} fps, published top-1 "
-          f"{choice.top1 if choice.top1 is not None else 'unknown'} %", file=sys.stderr)
-    if args.write:
-        write_config(Path(args.write), choice)
-        load_config(args.write)  # what was written must be a valid configuration
-        print(f"edge-infer: wrote the choice into {args.write}", file=sys.stderr)
-    else:
-        print(settings_yaml(choice), end="")
-    return EXIT_OK
+        return no_setting(f"{target.describe()} for every camera on this board")
+    return present(args, choice, f"{target.describe()}: {Path(choice.path).stem}, {choice.threads} thread(s): "
+                   f"slowest camera {choice.load.slowest_camera_fps:.1f} fps", choice.top1)

@@ -6,8 +6,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar, runtime_checkable
 
-from ..status import RunStatus
-from ..values import Box, Classification, Frame
+from ..values import Box, Classification, Frame, RunStatus
 
 
 class OutputClosed(Exception):

@@ -16,9 +16,9 @@ import time
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
-from ..backoff import Backoff
 from ..errors import EdgeInferError
-from ..status import AcceleratorHealth
+from ..sources.reconnect import Backoff
+from ..values import AcceleratorHealth
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..status import FrameCounts, Percentiles
+from ..values import FrameCounts, Percentiles
 
 
 class RunStats:

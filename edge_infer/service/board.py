@@ -6,7 +6,7 @@ import platform
 import subprocess
 from pathlib import Path
 
-from ..status import BoardHealth
+from ..values import BoardHealth
 
 THERMAL_ZONE = "/sys/class/thermal/thermal_zone0/temp"
 GOVERNOR = "/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from ..status import GuardStatus
+from ..values import GuardStatus
 from .board import THERMAL_ZONE, cpu_temperature_c, throttled_flags
 
 log = logging.getLogger(__name__)

@@ -27,8 +27,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 
 from ... import __version__
-from ...status import RunStatus
-from ...values import Classification
+from ...values import Classification, RunStatus
 from ..base import CameraLayout, OutputContext
 from .client import make_client
 from .config import MqttConfig

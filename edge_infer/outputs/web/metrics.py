@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from ... import __version__
-from ...status import FrameCounts, RunStatus
+from ...values import FrameCounts, RunStatus
 
 # Seconds; MobileNets take 0.2 ms (x86, 0.25_128) to 200 ms (a Pi 3, V2 224).
 INFERENCE_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)

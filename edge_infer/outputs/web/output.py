@@ -17,8 +17,7 @@ import time
 from collections.abc import Callable
 
 from ... import __version__
-from ...status import CameraStatus, RunStatus
-from ...values import Box, Classification, Frame
+from ...values import Box, CameraStatus, Classification, Frame, RunStatus
 from ..base import BrokerLink, OutputContext, Peers
 from .config import WebConfig
 from .frames import CameraView

@@ -24,13 +24,13 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from .pipeline.stages import MIN_REGION_PIXELS
-from .schema import Origin, Path, build, describe_value, fail
-from .sources.registry import SourceSpec, build_source_spec
-from .values import Box
+from ..schema import Origin, Path, build, describe_value, fail
+from ..sources.registry import SourceSpec, build_source_spec
+from ..values import Box
+from .stages import MIN_REGION_PIXELS
 
 if TYPE_CHECKING:
-    from .config import Config
+    from ..config import Config
 
 # A camera's or region's name goes into MQTT topics, URLs, file names and Prometheus labels as it is.
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}")
