@@ -8,16 +8,19 @@ imports (OpenCV, LiteRT, numpy) start, so a signal at any moment ends the proces
 from __future__ import annotations
 
 import argparse
+import io
 import logging
 import os
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from types import FrameType
+from typing import TextIO
 
 from .. import __version__
 from ..errors import EXIT_INTERNAL, EXIT_OK, EdgeInferError
+from ..redact import redact
 
 log = logging.getLogger("edge_infer")
 
@@ -58,14 +61,45 @@ def build_parser(signals: Signals) -> argparse.ArgumentParser:
 
 
 class LowercaseLevelFormatter(logging.Formatter):
+    """`edge-infer: warning: ...` on a terminal; no URL's password, whatever a library put in a message."""
+
     def format(self, record: logging.LogRecord) -> str:
         record.levelname = record.levelname.lower()
-        return super().format(record)
+        return redact(super().format(record))
 
 
-def configure_logging() -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(LowercaseLevelFormatter("edge-infer: %(levelname)s: %(message)s"))
+# sd-daemon(3)'s priority prefixes: journald files a line that starts with one at that priority.
+SYSLOG_PRIORITIES = ((logging.ERROR, 3), (logging.WARNING, 4), (logging.INFO, 6))
+
+
+class JournalFormatter(logging.Formatter):
+    """`<4>message` when stderr is the journal: `journalctl -p warning` then shows warnings and errors only, and
+    the journal names the unit itself, so the program's name and the level in words would only repeat it."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        priority = next((value for level, value in SYSLOG_PRIORITIES if record.levelno >= level), 7)
+        text = redact(super().format(record))
+        return "\n".join(f"<{priority}>{line}" for line in text.splitlines() or [""])
+
+
+def stderr_is_journal(environ: Mapping[str, str], stderr: TextIO) -> bool:
+    """systemd sets JOURNAL_STREAM to the device and inode of the stream it connected to stderr
+    (systemd.exec(5)); a match means the journal reads our stderr, not a redirect that inherited the variable."""
+    device, _, inode = environ.get("JOURNAL_STREAM", "").partition(":")
+    try:
+        status = os.fstat(stderr.fileno())
+        return (status.st_dev, status.st_ino) == (int(device), int(inode))
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        return False
+
+
+def configure_logging(environ: Mapping[str, str] = os.environ, stderr: TextIO | None = None) -> None:
+    stream = stderr or sys.stderr
+    handler = logging.StreamHandler(stream)
+    if stderr_is_journal(environ, stream):
+        handler.setFormatter(JournalFormatter("%(message)s"))
+    else:
+        handler.setFormatter(LowercaseLevelFormatter("edge-infer: %(levelname)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import cv2
 
 from ..errors import SourceError
+from ..redact import redact
 from ..values import Frame
 from .base import BufferPool, SourceHints
 
@@ -71,7 +72,8 @@ class OpenCVSource:
         self._warned_truncated = False
         self._device = device
         kind = "camera" if is_camera(device) else ("stream" if self.live else "video file")
-        self.description = f"opencv {kind} {device}"
+        shown = redact(str(device))  # a stream's password never reaches a log line or an error
+        self.description = f"opencv {kind} {shown}"
         if self._is_file and not os.path.isfile(str(device)):
             raise SourceError(f"video file '{device}' does not exist")
         if isinstance(device, str) and is_camera(device) and not os.path.exists(device):
@@ -89,7 +91,7 @@ class OpenCVSource:
                 "stream": "check the URL, credentials and that the stream is up",
                 "video file": "is it a video OpenCV's FFmpeg can decode?",
             }[kind]
-            raise SourceError(f"cannot open {kind} {device}: {hint}")
+            raise SourceError(f"cannot open {kind} {shown}: {hint}")
         # No CAP_PROP_BUFFERSIZE: FFmpeg ignores it, and with V4L2 one buffer leaves the driver nothing to
         # fill while we read; the capture thread reads all the time, so queued frames never go stale.
         # Before the size: USB cameras send YUYV by default, which USB 2 carries at 720p only at a few

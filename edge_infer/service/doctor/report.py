@@ -7,6 +7,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
+from ...redact import redact
+
 Verdict = Literal["ok", "warn", "fail", "skip"]
 SERVICE = "edge-infer"  # the systemd unit and the system user deploy.sh creates
 
@@ -17,6 +19,11 @@ class Check:
     verdict: Verdict
     detail: str
     fix: str | None = None
+
+    def __post_init__(self) -> None:  # a camera URL's password, in an error a check quotes, is never shown
+        object.__setattr__(self, "detail", redact(self.detail))
+        if self.fix is not None:
+            object.__setattr__(self, "fix", redact(self.fix))
 
     def as_json(self) -> dict[str, str | None]:
         return {"name": self.name, "verdict": self.verdict, "detail": self.detail, "fix": self.fix}
