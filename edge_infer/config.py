@@ -7,6 +7,7 @@ config.yaml documents the same keys.
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path as FilePath
 from typing import Any, Literal
@@ -157,11 +158,15 @@ def read_config_text(file: str) -> str:
     """The file as text: small, UTF-8 (a BOM is fine); anything else is refused before YAML sees it."""
     path = FilePath(file).expanduser()
     try:
-        size = path.stat().st_size
+        status = path.stat()
+        if not stat.S_ISREG(status.st_mode):  # a FIFO without a writer would block the start for ever
+            raise ConfigError(f"config file '{file}' is not a regular file (a directory, FIFO or device): "
+                              "give the path of a YAML file")
+        size = status.st_size
         if size > MAX_CONFIG_BYTES:
             raise ConfigError(f"{file}: {size} bytes is far more than a configuration needs (at most "
                               f"{MAX_CONFIG_BYTES // 1024} kB): is it the right file?")
-        raw = path.read_bytes()[: MAX_CONFIG_BYTES + 1]  # a device or a FIFO has no size to check first
+        raw = path.read_bytes()[: MAX_CONFIG_BYTES + 1]  # it may have grown since the stat
     except OSError as exc:
         raise ConfigError(f"cannot read config file '{file}': {exc.strerror}") from exc
     if len(raw) > MAX_CONFIG_BYTES:

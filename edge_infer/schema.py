@@ -108,9 +108,14 @@ def check_bounds(f: dataclasses.Field[Any], value: Any, origin: Origin, path: Pa
         fail(origin, path, f"must be at most {high}, got {value}")
 
 
+CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def coerce(hint: Any, value: Any, origin: Origin, path: Path) -> Any:
     if isinstance(value, float) and not math.isfinite(value):  # YAML's .nan and .inf: no setting means them
         fail(origin, path, f"expected a finite number, got {value}")
+    if isinstance(value, str) and (bad := CONTROL_CHARACTER.search(value)):  # a NUL cuts a path short in C
+        fail(origin, path, f"contains the control character U+{ord(bad.group()):04X}: remove it")
     origin_type = get_origin(hint)
     if origin_type in (Union, types.UnionType):
         options = get_args(hint)

@@ -1,3 +1,4 @@
+import os
 import time
 import tracemalloc
 from pathlib import Path
@@ -73,6 +74,18 @@ def test_values_are_read(tmp_path: Path):
     ("model: &m\n  path: m\npreprocess: *m\n", 2, "preprocess.path: unknown key"),
     ("a: &a [*a]\n", 1, "a YAML alias refers to the value it is in"),
     ("model:\n  path: " + "[" * 5000 + "]" * 5000 + "\n", 2, "nested deeper than any key"),
+    # Accepted by --check-config, and failing only inside a C library or paho's network thread.
+    ("model:\n  path: ''\n", 2, "model.path: must not be empty"),
+    ("model:\n  fallback_model: ''\n", 2, "model.fallback_model: must not be empty"),
+    ('model:\n  path: "m\\0.tflite"\n', 2, "model.path: contains the control character U+0000: remove it"),
+    ('mqtt:\n  host: "broker\\0.lan"\n', 2, "mqtt.host: contains the control character U+0000"),
+    ('mqtt:\n  username: "me\\nyou"\n', 2, "mqtt.username: contains the control character U+000A"),
+    ("mqtt:\n  topic_prefix: home/#\n", 2, "mqtt.topic_prefix: 'home/#' is not a topic without +, #"),
+    ("mqtt:\n  topic_prefix: a/+/b\n", 2, "mqtt.topic_prefix: 'a/+/b' is not a topic"),
+    ("mqtt:\n  topic_prefix: home//cams\n", 2, "mqtt.topic_prefix: 'home//cams' is not a topic"),
+    ("mqtt:\n  topic_prefix: home/\n", 2, "mqtt.topic_prefix: 'home/' is not a topic"),
+    ("mqtt:\n  discovery_prefix: $SYS\n", 2, "mqtt.discovery_prefix: '$SYS' is not a topic"),
+    ("mqtt:\n  device: porch/cam\n", 2, "mqtt.device: 'porch/cam' is not one topic level"),
 ])
 def test_errors_name_the_file_line_and_key(tmp_path: Path, text: str, line: int, message: str):
     path = write(tmp_path, text)
@@ -146,6 +159,20 @@ def test_an_alias_bomb_is_refused_before_it_expands(tmp_path: Path):
     lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 10)]  # 9^10 strings
     error = refused_quickly_in_bounded_memory(write(tmp_path, "\n".join(lines) + "\n"))
     assert "YAML aliases here expand to more than 10000 values" in str(error) and ":5: " in str(error)
+
+
+def test_a_config_path_that_is_not_a_regular_file_is_refused_at_once(tmp_path: Path):
+    """A FIFO nobody writes to blocked the start for ever; a directory or a device is no config either."""
+    fifo = tmp_path / "config.yaml"
+    os.mkfifo(fifo)
+    for path in (fifo, tmp_path, Path("/dev/zero")):
+        with pytest.raises(ConfigError, match="is not a regular file"):
+            load_config(str(path))
+
+
+def test_valid_topics_are_accepted(tmp_path: Path):
+    config = load_config(write(tmp_path, "mqtt: {topic_prefix: home/cams$, discovery_prefix: ha, device: porch-1}\n"))
+    assert (config.mqtt.topic_prefix, config.mqtt.discovery_prefix) == ("home/cams$", "ha")
 
 
 def test_an_oversized_file_is_refused_at_once(tmp_path: Path):

@@ -32,14 +32,15 @@ LIBEDGETPU_MISMATCH_HINT = ("the libedgetpu installed is probably built for anot
 
 @dataclass(frozen=True)
 class ModelConfig:
-    path: str = DEFAULT_MODEL  # a .tflite path, or a name looked up in the model directories
+    path: str = field(default=DEFAULT_MODEL, metadata={"min_length": 1})  # a .tflite path, or a model name
     models_dir: str | None = None
     labels: str | None = None  # labels file; default: the labels inside the model's metadata
     num_threads: int | None = field(default=None, metadata={"min": 1})  # None: every usable core
     delegate: Literal["cpu", "edgetpu"] = "cpu"
     edgetpu_device: str = field(default="", metadata={"pattern": r"((usb|pci)(:\d+)?)?",
                                                       "pattern_help": "empty, usb, usb:N, pci or pci:N"})
-    fallback_model: str | None = None  # CPU model to run when the Edge TPU cannot be used
+    # CPU model to run when the Edge TPU cannot be used
+    fallback_model: str | None = field(default=None, metadata={"min_length": 1})
 
 
 @dataclass(frozen=True)

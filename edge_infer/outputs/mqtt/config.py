@@ -5,15 +5,21 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+# What a topic we publish under may be (MQTT 3.1.1, 4.7): no wildcards (+ #), no empty level (a leading,
+# trailing or double /), and no leading $, which brokers keep for their own $SYS topics. paho refuses such a
+# topic only when publishing, inside its network thread, long after the start.
+TOPIC = {"pattern": r"(?!\$)[^#+/]+(/[^#+/]+)*",
+         "pattern_help": "a topic without +, #, empty levels or a leading $ (like home/edge-infer)"}
+TOPIC_LEVEL = {"pattern": r"((?!\$)[^#+/]+)?", "pattern_help": "one topic level, without /, +, # or a leading $"}
+
 
 @dataclass(frozen=True)
 class MqttConfig:
     host: str = field(default="localhost", metadata={"min_length": 1, "max_length": 253})
     port: int = field(default=1883, metadata={"min": 1, "max": 65535})
     client_id: str = field(default="", metadata={"max_length": 256})  # "": edge-infer-<device>
-    topic_prefix: str = field(default="edge-infer", metadata={"pattern": r"[^#+]+",
-                                                              "pattern_help": "a topic without + or #"})
-    device: str = field(default="", metadata={"max_length": 64})  # "": this machine's hostname
+    topic_prefix: str = field(default="edge-infer", metadata=TOPIC)
+    device: str = field(default="", metadata={"max_length": 64, **TOPIC_LEVEL})  # "": this machine's hostname
     qos: int = field(default=1, metadata={"min": 0, "max": 2})
     retain: bool = False  # retain classification messages (status and discovery are always retained)
     keepalive: int = field(default=60, metadata={"min": 5, "max": 65535})
@@ -32,4 +38,4 @@ class MqttConfig:
     stats_interval: float = field(default=30.0, metadata={"min": 0.0})  # seconds; 0: no stats
     backlog: int = field(default=100, metadata={"min": 0, "max": 100000})  # results kept while disconnected
     discovery: bool = True  # Home Assistant MQTT discovery (sent again when Home Assistant comes online)
-    discovery_prefix: str = "homeassistant"
+    discovery_prefix: str = field(default="homeassistant", metadata=TOPIC)
