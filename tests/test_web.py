@@ -4,8 +4,10 @@ on the page, MJPEG clients on the stream, Prometheus's own parser on /metrics, a
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -419,6 +421,10 @@ def test_basic_auth_guards_every_endpoint(tmp_path: Path, models: Path, images: 
             assert run.get(path, headers={"Authorization": wrong})[0] == 401, path
             assert run.get(path, headers={"Authorization": "Basic !!!"})[0] == 401, path
             assert run.get(path)[0] == 200, path
+            assert run.get(path, headers={"Authorization": "basic" + good[5:]})[0] == 200, path  # any case
+        started = time.monotonic()
+        assert run.get("/api/status", headers={"Authorization": wrong})[0] == 401
+        assert time.monotonic() - started >= 0.9  # a wrong password is answered late: guessing goes slowly
         refused = MjpegClient(run.port)
         assert refused.status_line.endswith("401 Unauthorized")
         refused.close()
@@ -431,6 +437,101 @@ def test_basic_auth_guards_every_endpoint(tmp_path: Path, models: Path, images: 
         if run.process.poll() is None:
             run.process.kill()
     assert "correct horse" not in run.stderr()
+
+
+def raw_request(port: int, request: str) -> tuple[str, dict[str, str], bytes]:
+    """One request written byte for byte (a browser would not send these Host headers); the status line,
+    the headers and whatever body came before the server closed or 2 s passed."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+        connection.sendall(request.encode())
+        connection.settimeout(2)
+        data = b""
+        try:
+            while chunk := connection.recv(65536):
+                data += chunk
+                if b"\r\n\r\n" in data and b"Content-Length: 0" in data:
+                    break
+        except TimeoutError:
+            pass
+    head, _, body = data.partition(b"\r\n\r\n")
+    status, *lines = head.decode().split("\r\n")
+    return status, {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}, body
+
+
+def test_only_this_machines_names_and_addresses_are_served(tmp_path: Path, models: Path, images: Path):
+    """DNS rebinding: a page on evil.example rebinds its name to 127.0.0.1 and reads the status with the
+    browser's Host: evil.example. Names of this machine, IP addresses and web.allowed_hosts are served."""
+    run = LiveRun(tmp_path, models, image_dir(tmp_path, images), web="  allowed_hosts: [cams.example.org]")
+    try:
+        run.wait_ready()
+        for host in ("evil.example", f"evil.example:{run.port}", "127.0.0.1.evil.example", "localhost.evil"):
+            status, _, body = raw_request(run.port, f"GET /api/status HTTP/1.1\r\nHost: {host}\r\n\r\n")
+            assert status.endswith("421 Misdirected Request") and b"web.allowed_hosts" in body, host
+            assert b"result" not in body
+        for host in (f"127.0.0.1:{run.port}", "localhost", f"[::1]:{run.port}", "192.168.1.20:8080",
+                     socket.gethostname(), "CAMS.example.org"):
+            status, _, body = raw_request(run.port, f"GET /api/status HTTP/1.1\r\nHost: {host}\r\n"
+                                                    "Connection: close\r\n\r\n")
+            assert status.endswith("200 OK") and json.loads(body)["result"] is not None, host
+    finally:
+        run.stop()
+
+
+def test_head_gets_the_headers_of_get_without_a_body(live: LiveRun):
+    for path, kind in (("/", "text/html"), ("/api/status", "application/json"), ("/stream.mjpg", "multipart/")):
+        status, headers, body = raw_request(live.port, f"HEAD {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                                                       "Connection: close\r\n\r\n")
+        assert status.endswith("200 OK") and headers["content-type"].startswith(kind) and body == b"", path
+    assert int(raw_request(live.port, "HEAD / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")[1]
+               ["content-length"]) == len(live.get("/")[2])
+
+
+def test_viewers_are_capped_and_the_page_stays_responsive_under_forty_clients(tmp_path: Path, models: Path,
+                                                                               images: Path):
+    run = LiveRun(tmp_path, models, image_dir(tmp_path, images), web="  max_viewers: 3")
+    viewers: list[MjpegClient] = []
+    stop = threading.Event()
+    try:
+        run.wait_ready()
+        viewers = [MjpegClient(run.port) for _ in range(5)]
+        assert [v.status_line.split()[1] for v in viewers] == ["200"] * 3 + ["503"] * 2
+        assert "web.max_viewers" in viewers[3].file.read(int(viewers[3].headers["content-length"])).decode()
+        decode(viewers[0].next_jpeg())
+        viewers[0].close()  # a slot comes free
+        deadline = time.monotonic() + 10
+        while (late := MjpegClient(run.port)).status_line.split()[1] != "200":
+            late.close()
+            assert time.monotonic() < deadline, "the closed viewer's slot never came free"
+            time.sleep(0.2)
+        viewers.append(late)
+
+        def hammer() -> None:
+            while not stop.is_set():
+                with contextlib.suppress(OSError):
+                    run.get(random.choice(["/api/status", "/snapshot.jpg", "/stream.mjpg", "/"]), timeout=2)
+
+        clients = [threading.Thread(target=hammer, daemon=True) for _ in range(40)]
+        for client in clients:
+            client.start()
+        time.sleep(1.0)
+        took = []
+        for _ in range(5):
+            started = time.monotonic()
+            with contextlib.suppress(OSError):
+                assert run.get("/api/status", timeout=5)[0] == 200
+            took.append(time.monotonic() - started)
+        threads = int(next(line.split()[1] for line in Path(f"/proc/{run.process.pid}/status").read_text()
+                           .splitlines() if line.startswith("Threads:")))
+        stop.set()
+        for client in clients:
+            client.join(10)
+        assert statistics.median(took) < 1.0, took
+        assert threads < 60, threads  # 40 clients, yet at most 32 connection threads beside the run's own
+    finally:
+        stop.set()
+        for viewer in viewers:
+            viewer.close()
+        run.stop()
 
 
 # --- MQTT's state in the metrics ----------------------------------------------------------------

@@ -14,3 +14,7 @@ class WebConfig:
     width: int = field(default=640, metadata={"min": 32, "max": 7680})  # stream width (never scaled up)
     credentials_file: str | None = field(default=None, metadata={"min_length": 1})  # one line: user:password
     jpeg_quality: int = field(default=80, metadata={"min": 1, "max": 100})
+    max_viewers: int = field(default=8, metadata={"min": 1, "max": 64})  # open streams; more get 503
+    # Host names the page may be reached by besides this machine's own names and any IP address (a reverse
+    # proxy's, a DNS name of yours); others get 421, so a web page cannot read it through DNS rebinding.
+    allowed_hosts: tuple[str, ...] = ()

@@ -22,7 +22,7 @@ from ..base import BrokerLink, OutputContext, Peers
 from .config import WebConfig
 from .frames import CameraView
 from .metrics import INFERENCE_BUCKETS, Histogram, RegionCounts, render_metrics
-from .server import STATIC, load_static, open_server, read_credentials
+from .server import STATIC, host_name, is_address, load_static, open_server, own_names, read_credentials
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,9 @@ class WebOutput:
         self._status: tuple[float, RunStatus | None] = (float("-inf"), None)
         self._status_lock = threading.Lock()
         self._watch_failed = False
+        self.max_viewers = config.max_viewers
+        self.viewer_slots = threading.BoundedSemaphore(config.max_viewers)
+        self._names = own_names(config.host, config.allowed_hosts)
         self._server = open_server(config)  # last: everything it serves exists
         self._server.web = self
         self._server_thread = threading.Thread(target=self._server.serve_forever, args=(SERVE_POLL_S,),
@@ -161,13 +164,20 @@ class WebOutput:
                     regions[(str(view.name), region or "")] = RegionCounts(view.results.total.get(region, 0), score)
         return render_metrics(self.run_status(), self.histogram, self.mqtt_connected(), self.viewers, regions)
 
+    def allows_host(self, host: str) -> bool:
+        """A Host header naming this server: any IP address (a rebinding attack needs a name), or one of its names.
+        A page on another site that rebinds its own name to this machine sends that name, and is refused."""
+        name = host_name(host)
+        return is_address(name) or name in self._names
+
     def authorized(self, header: str | None) -> bool:
         if self._credentials is None:
             return True
-        if not header or not header.startswith("Basic "):
+        scheme, _, token = (header or "").strip().partition(" ")
+        if scheme.lower() != "basic":  # the scheme is case-insensitive (RFC 9110, 11.1)
             return False
         try:
-            user, _, password = base64.b64decode(header[6:].strip(), validate=True).partition(b":")
+            user, _, password = base64.b64decode(token.strip(), validate=True).partition(b":")
         except (binascii.Error, ValueError):
             return False
         # Both compared, in constant time: the answer's timing tells nothing about either.

@@ -7,11 +7,16 @@ blocks only its own thread), and a handful of viewers is all a camera on a Pi ev
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import ipaddress
 import json
 import logging
 import select
 import socket
+import threading
+import time
+from collections.abc import Sequence
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
@@ -29,6 +34,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 BOUNDARY = "edge-infer-frame"
+MAX_CONNECTIONS = 32  # open connections (each a thread): the viewers, the page's requests, and room for both
+FAILED_LOGIN_DELAY_S = 1.0  # a wrong password is answered this much later: guessing goes slowly
 STALLED_VIEWER_S = 20.0  # a viewer that takes nothing for this long is disconnected (and a slow request line)
 HTML, JS, CSS = "text/html; charset=utf-8", "text/javascript; charset=utf-8", "text/css; charset=utf-8"
 STATIC = {"/": ("index.html", HTML), "/index.html": ("index.html", HTML), "/app.js": ("app.js", JS),
@@ -55,8 +62,31 @@ def read_credentials(path: str) -> tuple[bytes, bytes]:
 
 
 class WebServer(ThreadingHTTPServer):
+    """One thread per connection, at most MAX_CONNECTIONS of them: a connection beyond is closed at once."""
+
     daemon_threads = True  # a stuck viewer never holds up the process's exit
+    request_queue_size = 64  # the listen backlog (socketserver's 5 refuses a page's burst of requests)
     web: WebOutput
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._connections = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        super().__init__(*args, **kwargs)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._connections.acquire(blocking=False):
+            self.shutdown_request(request)  # 300 half-sent requests must not become 300 threads
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._connections.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._connections.release()
 
 
 class WebServer6(WebServer):
@@ -72,9 +102,21 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
         log.debug("web: %s %s", self.address_string(), format % args)  # stderr carries edge-infer's lines only
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_HEAD(self) -> None:  # noqa: N802 - http.server's naming
+        self.do_GET(head=True)
+
+    def do_GET(self, head: bool = False) -> None:  # noqa: N802 - http.server's naming
         web = self.server.web
-        if not web.authorized(self.headers.get("Authorization")):
+        self._head = head
+        host = self.headers.get("Host")
+        if host is not None and not web.allows_host(host):
+            self.reply(f"{host_name(host)!r} is not a name of this server: open it by its address or add the name "
+                       "to web.allowed_hosts\n".encode(), "text/plain; charset=utf-8", HTTPStatus.MISDIRECTED_REQUEST)
+            return
+        authorization = self.headers.get("Authorization")
+        if not web.authorized(authorization):
+            if authorization:
+                time.sleep(FAILED_LOGIN_DELAY_S)
             self.send_response(HTTPStatus.UNAUTHORIZED)
             self.send_header("WWW-Authenticate", 'Basic realm="edge-infer", charset="UTF-8"')
             self.send_header("Content-Length", "0")
@@ -121,16 +163,34 @@ class Handler(BaseHTTPRequestHandler):
         for name, value in SECURITY_HEADERS.items():
             self.send_header(name, value)
         self.end_headers()
-        if status != HTTPStatus.NO_CONTENT:
+        if status != HTTPStatus.NO_CONTENT and not self._head:
             self.wfile.write(body)
 
     def stream(self, web: WebOutput, view: CameraView) -> None:
+        if not web.viewer_slots.acquire(blocking=False):
+            self.send_response(HTTPStatus.SERVICE_UNAVAILABLE)
+            self.send_header("Retry-After", "10")
+            body = (f"{web.max_viewers} viewers are watching already (web.max_viewers): try again later\n").encode()
+            self.send_header("Content-Type", "text/plain; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if not self._head:
+                self.wfile.write(body)
+            return
+        try:
+            self.stream_frames(web, view)
+        finally:
+            web.viewer_slots.release()
+
+    def stream_frames(self, web: WebOutput, view: CameraView) -> None:
         self.send_response(HTTPStatus.OK)
         self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
         self.send_header("Cache-Control", "no-store")
         for name, value in SECURITY_HEADERS.items():
             self.send_header(name, value)
         self.end_headers()
+        if self._head:
+            return
         with view.hub.viewer() as seq:
             while not web.stopping.is_set():
                 newer = view.hub.wait_newer(seq, WAIT_STEP_S)
@@ -144,6 +204,31 @@ class Handler(BaseHTTPRequestHandler):
                 # One write per part; a slow viewer blocks here (its own thread) and skips what it missed.
                 self.wfile.write(b"--%s\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n%s\r\n"
                                  % (BOUNDARY.encode(), len(jpeg), jpeg))
+
+
+def host_name(host: str) -> str:
+    """The name in a Host header: without its port, an IPv6 address without its brackets, lower case."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1:].partition("]")[0]
+    return host.rpartition(":")[0] if host.count(":") == 1 else host
+
+
+def is_address(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+        return True
+    except ValueError:
+        return False
+
+
+def own_names(bound: str, extra: Sequence[str]) -> frozenset[str]:
+    """The names this server answers to: the loopback names, the machine's own, and the user's."""
+    hostname = socket.gethostname().lower()
+    names = {"localhost", hostname, f"{hostname}.local", bound.lower(), *(name.lower() for name in extra)}
+    with contextlib.suppress(OSError):
+        names.add(socket.getfqdn().lower())
+    return frozenset(names)
 
 
 def peer_closed(connection: socket.socket) -> bool:
