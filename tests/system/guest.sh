@@ -29,6 +29,12 @@ wait_until() {  # wait_until SECONDS COMMAND...
 }
 main_pid() { systemctl show -p MainPID --value edge-infer; }
 journal_has() { journalctl -u edge-infer --no-pager -o cat | grep -q "$1"; }
+warnings_only() {  # journald filed each line at the priority its <N> prefix gave: -p warning drops the info lines
+    local warnings
+    warnings=$(journalctl -u edge-infer --no-pager -o cat -p warning)
+    grep -q "source lost:" <<<"$warnings" && ! grep -q "auto source: using" <<<"$warnings" &&
+        ! grep -q "^edge-infer: " <<<"$warnings"
+}
 finish() {
     journalctl -u edge-infer --no-pager >"$results/journal.txt" 2>&1
     tar -cf /dev/vdc -C "$results" . 2>/dev/null
@@ -111,6 +117,7 @@ check "systemd-analyze security: exposure at most 2.0" exposure_at_most 2.0
 vivid=$(basename "$(readlink -f /sys/class/video4linux/video0/device)")
 echo "$vivid" >/sys/bus/platform/drivers/vivid/unbind
 check "an unplugged camera is reported as lost" wait_until 60 journal_has "source lost:"
+check "... as a warning: journalctl -p warning shows it, and no info line" warnings_only
 check "... the stats say reconnecting" a_message_on stats 3 30 '"state": "reconnecting"'
 sleep 35  # longer than WatchdogSec: the watchdog is fed while the source reconnects
 echo "$vivid" >/sys/bus/platform/drivers/vivid/bind
