@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import dataclasses
+import gzip
+import hashlib
+import http.client
 import http.server
 import io
 import json
 import re
 import socket
+import ssl
+import subprocess
 import tarfile
 import threading
+import urllib.request
 from pathlib import Path
 
 import pytest
+from conftest import error_lines, need
 
 from edge_infer.errors import ModelError
-from edge_infer.models.pull import progress_bar, pull, sha256_of
-from edge_infer.models.zoo import DEFAULT_MODEL, alpha_text, build_manifest, find_entry
+from edge_infer.models.pull import fetch_missing, progress_bar, pull, sha256_of
+from edge_infer.models.zoo import DEFAULT_MODEL, ModelEntry, alpha_text, build_manifest, find_entry
 from edge_infer.pipeline.classifier import ModelConfig
 
 MANIFEST = build_manifest()
@@ -72,9 +79,12 @@ def test_manifest_checksums_match_the_shared_models(models: Path):
 class ModelServer:
     """Serves ../shared/models (and test archives) on 127.0.0.1, with scripted faults."""
 
-    def __init__(self, directory: Path, extra: dict[str, bytes] | None = None) -> None:
+    def __init__(self, directory: Path, extra: dict[str, bytes] | None = None,
+                 tls: tuple[Path, Path] | None = None) -> None:
         self.requests: list[str] = []
-        self.faults: dict[str, str] = {}  # file name -> "500" or "truncate"
+        self.extra = extra if extra is not None else {}  # file name -> body, served before `directory`
+        self.faults: dict[str, str] = {}  # file name -> "500", "truncate" or "no length" (streamed, no Content-Length)
+        self.redirects: dict[str, str] = {}  # file name -> the URL a 302 sends the client to
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -85,7 +95,13 @@ class ModelServer:
                 if fault == "500":
                     self.send_error(500, "broken")
                     return
-                body = (extra or {}).get(name)
+                if name in server.redirects:
+                    self.send_response(302)
+                    self.send_header("Location", server.redirects[name])
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                body = server.extra.get(name)
                 if body is None:
                     path = directory / name
                     if not path.is_file():
@@ -93,15 +109,24 @@ class ModelServer:
                         return
                     body = path.read_bytes()
                 self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
+                if fault != "no length":
+                    self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body[: len(body) // 2] if fault == "truncate" else body)
+                if fault == "no length":  # HTTP/1.0: the body ends when the connection does
+                    self.close_connection = True
 
             def log_message(self, *args: object) -> None:
                 pass
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/models"
+        scheme = "http"
+        if tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
+            scheme = "https"
+        self.url = f"{scheme}://127.0.0.1:{self.httpd.server_address[1]}/models"
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
     def close(self) -> None:
@@ -121,7 +146,8 @@ ENTRY = find_entry(MANIFEST, "mobilenet_v1_0.25_128_quant")
 def test_pull_downloads_and_verifies(server, tmp_path: Path, models: Path):
     assert pull(ENTRY, tmp_path, server.url) is True
     assert sha256_of(tmp_path / ENTRY.file_name) == ENTRY.sha256
-    assert [p.name for p in tmp_path.iterdir()] == [ENTRY.file_name]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [ENTRY.file_name, f"{ENTRY.file_name}.sha256"]
+    assert (tmp_path / f"{ENTRY.file_name}.sha256").read_text() == f"{ENTRY.sha256}  {ENTRY.file_name}\n"
 
 
 def test_pull_is_a_no_op_when_the_file_is_there(server, tmp_path: Path):
@@ -188,8 +214,9 @@ def test_cli_pull_with_the_mirror_environment(cli, models: Path, tmp_path: Path)
     done = cli("models", "pull", "mobilenet_v1_0.25_128_quant", "mobilenet_v1_0.5_160_quant", "--models-dir",
                str(tmp_path / "m"), env={"EDGE_INFER_MODEL_MIRROR": str(models)})
     assert done.status == 0, done.stderr
-    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["mobilenet_v1_0.25_128_quant.tflite",
-                                                                 "mobilenet_v1_0.5_160_quant.tflite"]
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [
+        "mobilenet_v1_0.25_128_quant.tflite", "mobilenet_v1_0.25_128_quant.tflite.sha256",
+        "mobilenet_v1_0.5_160_quant.tflite", "mobilenet_v1_0.5_160_quant.tflite.sha256"]
     again = cli("models", "pull", "mobilenet_v1_0.25_128_quant", "--models-dir", str(tmp_path / "m"),
                 env={"EDGE_INFER_MODEL_MIRROR": str(models)})
     assert "already there" in again.stderr
@@ -266,3 +293,306 @@ def test_the_progress_bar_shows_on_a_terminal_only():
             show(received, 525_598)
     assert "mobilenet_v1_0.25_128_quant" in shown.getvalue() and "100%" in shown.getvalue()
     assert piped.getvalue() == ""
+
+
+# Every download verified -------------------------------------------------------------------------------------------
+# A .tgz entry pulled from a mirror: the mirror serves the bare .tflite, which has no published sha256 (only the
+# archive has one), so what comes is checked by what it is (https or a local directory, TFLite, loadable, not huge)
+# and its sha256 is recorded for every later use.
+UNPINNED = find_entry(MANIFEST, "mobilenet_v1_0.25_128")
+JUNK = b"Access Denied here\n"  # 19 bytes of text: what a captive portal or a broken mirror sends
+# git blob ids of three Coral files in google-coral/test_data's tree (commit 104342d2d348, "Release Grouper").
+CORAL_TREE = {"mobilenet_v1_0.25_128_quant.tflite": "22b67d6a63753ad9907a4c8505632479ac439b94",
+              "mobilenet_v1_0.5_160_quant.tflite": "9e1cfe5f512774a651ce19aab416789463b69665",
+              "tf2_mobilenet_v2_1.0_224_ptq.tflite": "adc0326f06ade4b8d2a571a72d2486a260f987d4"}
+
+
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The model check's verdicts go to this test's own cache: a check that ran for another test is not skipped."""
+    monkeypatch.setenv("EDGE_INFER_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("EDGE_INFER_ALLOW_INSECURE_MIRROR", raising=False)
+
+
+def serving(extra: dict[str, bytes], tls: tuple[Path, Path] | None = None) -> ModelServer:
+    """A server of `extra` only (file name -> body)."""
+    return ModelServer(Path("/nonexistent"), extra, tls)
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1: the https mirror of these tests."""
+    need("openssl")
+    directory = tmp_path_factory.mktemp("tls")
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+@pytest.fixture
+def trusted(certificate: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+    monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))  # urllib's default context trusts it
+    return certificate
+
+
+def tgz(*members: tuple[tarfile.TarInfo, bytes]) -> bytes:
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w:gz") as tar:
+        for info, data in members:
+            tar.addfile(info, io.BytesIO(data) if info.isreg() else None)
+    return archive.getvalue()
+
+
+def member(name: str, data: bytes = b"", **attributes) -> tuple[tarfile.TarInfo, bytes]:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    for key, value in attributes.items():
+        setattr(info, key, value)
+    return info, data
+
+
+def archive_entry(url: str) -> ModelEntry:
+    """UNPINNED with its .tgz at `url` and no published hash for it."""
+    return dataclasses.replace(UNPINNED, url=url, archive_sha256=None)
+
+
+def nothing_left(directory: Path) -> bool:
+    return not directory.exists() or not any(directory.iterdir())
+
+
+def test_every_zoo_entry_has_a_hash_from_its_publisher_or_an_upstream_manifest():
+    for entry in MANIFEST:
+        pinned = [entry.sha256, entry.archive_sha256, entry.git_blob]
+        assert any(pinned), entry.name
+        assert entry.archive_sha256 is None or (entry.member and re.fullmatch(r"[0-9a-f]{64}", entry.archive_sha256))
+        assert entry.git_blob is None or re.fullmatch(r"[0-9a-f]{40}", entry.git_blob)
+        assert entry.member is None or entry.max_archive_bytes > entry.max_bytes
+        assert 20 << 20 < entry.max_bytes <= 256 << 20  # the biggest zoo .tflite is 16.9 MB
+
+
+def test_the_git_blob_check_agrees_with_the_publishers_tree(models: Path):
+    from edge_infer.models.pull import git_blob_of
+
+    for name, blob in CORAL_TREE.items():
+        assert git_blob_of(models / name) == blob
+
+
+def test_a_file_pinned_by_its_git_blob_id_is_checked_by_it(models: Path, tmp_path: Path):
+    name = "mobilenet_v1_0.25_128_quant.tflite"
+    by_blob = dataclasses.replace(ENTRY, sha256=None, git_blob=CORAL_TREE[name])
+    server = serving({name: (models / name).read_bytes()})
+    try:
+        assert pull(by_blob, tmp_path / "m", server.url) is True  # pinned: an http mirror is fine
+        server.extra[name] = (models / "mobilenet_v1_0.5_160_quant.tflite").read_bytes()
+        with pytest.raises(ModelError, match="git blob id"):
+            pull(by_blob, tmp_path / "other", server.url)
+    finally:
+        server.close()
+    assert sha256_of(tmp_path / "m" / name) == ENTRY.sha256 and nothing_left(tmp_path / "other")
+
+
+def test_junk_from_an_http_mirror_is_refused_before_anything_is_sent(tmp_path: Path):
+    server = serving({UNPINNED.file_name: JUNK})
+    try:
+        with pytest.raises(ModelError, match=r"https.*--allow-insecure-mirror"):
+            pull(UNPINNED, tmp_path / "m", server.url)
+        assert server.requests == []
+    finally:
+        server.close()
+    assert nothing_left(tmp_path / "m")
+
+
+def test_an_insecure_mirror_allowed_on_purpose_still_has_to_send_a_tflite_model(tmp_path: Path):
+    server = serving({UNPINNED.file_name: JUNK})
+    try:
+        with pytest.raises(ModelError, match="not a TFLite model"):
+            pull(UNPINNED, tmp_path / "m", server.url, allow_insecure=True)
+    finally:
+        server.close()
+    assert nothing_left(tmp_path / "m")
+
+
+def test_a_tflite_lookalike_the_interpreter_cannot_load_is_refused(tmp_path: Path):
+    server = serving({UNPINNED.file_name: b"\x1c\x00\x00\x00TFL3" + bytes(range(256)) * 40})
+    try:
+        with pytest.raises(ModelError, match="corrupt|cannot load"):
+            pull(UNPINNED, tmp_path / "m", server.url, allow_insecure=True)
+    finally:
+        server.close()
+    assert nothing_left(tmp_path / "m")
+
+
+@pytest.mark.parametrize("fault", [None, "no length"])
+def test_a_body_over_the_size_cap_is_refused(tmp_path: Path, fault: str | None):
+    small = dataclasses.replace(UNPINNED, max_bytes=100_000)
+    server = serving({UNPINNED.file_name: b"\x1c\x00\x00\x00TFL3" + bytes(300_000)})
+    if fault:
+        server.faults[UNPINNED.file_name] = fault
+    try:
+        with pytest.raises(ModelError, match="more than"):
+            pull(small, tmp_path / "m", server.url, allow_insecure=True)
+    finally:
+        server.close()
+    assert nothing_left(tmp_path / "m")
+
+
+def test_a_mirror_directory_file_over_the_size_cap_is_refused(tmp_path: Path):
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / UNPINNED.file_name).write_bytes(b"\x1c\x00\x00\x00TFL3" + bytes(300_000))
+    with pytest.raises(ModelError, match="more than"):
+        pull(dataclasses.replace(UNPINNED, max_bytes=100_000), tmp_path / "m", str(mirror))
+    assert nothing_left(tmp_path / "m")
+
+
+def huge_member_archive() -> bytes:
+    """A .tgz whose .tflite member says it holds 1 TB (and holds nothing): reading it would never end."""
+    info = tarfile.TarInfo(f"./{UNPINNED.member}")
+    info.size = 10**12
+    header = info.tobuf(format=tarfile.GNU_FORMAT)
+    return gzip.compress(header + bytes(2048))
+
+
+@pytest.mark.parametrize("archive, refusal", [
+    (tgz(member("./model.ckpt.meta", b"checkpoint"), member(f"./{UNPINNED.member}", bytes(2 << 20))), "bytes"),
+    (huge_member_archive(), "bytes"),
+    (tgz(member(f"./{UNPINNED.member}", type=tarfile.SYMTYPE, linkname="/etc/passwd")), "link"),
+    (tgz(member(f"../{UNPINNED.member}", b"\x1c\x00\x00\x00TFL3")), "outside"),
+    (tgz(member("./model.ckpt.meta", b"checkpoint")), "has no"),
+], ids=["member over the cap", "member of 1 TB", "symlink", "path traversal", "no member"])
+def test_a_bad_archive_is_refused(tmp_path: Path, archive: bytes, refusal: str):
+    server = serving({"model.tgz": archive})
+    entry = dataclasses.replace(archive_entry(f"{server.url}/model.tgz"), max_bytes=1 << 20)
+    try:
+        with pytest.raises(ModelError, match=refusal):
+            pull(entry, tmp_path / "m", allow_insecure=True)
+    finally:
+        server.close()
+    assert nothing_left(tmp_path / "m")
+
+
+def test_an_archive_with_the_wrong_sha256_is_refused_before_it_is_opened(models: Path, tmp_path: Path):
+    payload = (models / "mobilenet_v1_0.25_128_quant.tflite").read_bytes()
+    archive = tgz(member(f"./{UNPINNED.member}", payload))
+    server = serving({"model.tgz": archive})
+    try:
+        wrong = dataclasses.replace(UNPINNED, url=f"{server.url}/model.tgz", archive_sha256="0" * 64)
+        with pytest.raises(ModelError, match="sha256"):
+            pull(wrong, tmp_path / "m")
+        right = dataclasses.replace(wrong, archive_sha256=hashlib.sha256(archive).hexdigest())
+        assert pull(right, tmp_path / "m") is True  # pinned: an http source is fine, the hash vouches for it
+    finally:
+        server.close()
+    assert (tmp_path / "m" / UNPINNED.file_name).read_bytes() == payload
+
+
+def test_the_redirect_handler_refuses_a_downgrade_from_https():
+    from edge_infer.models.pull import redirect_handler
+
+    handler = redirect_handler()()
+    headers = http.client.HTTPMessage()
+    for start, to in (("https://example.org/m.tflite", "http://example.org/m.tflite"),
+                      ("https://example.org/m.tflite", "ftp://example.org/m.tflite"),
+                      ("http://example.org/m.tflite", "file:///etc/passwd")):
+        with pytest.raises(ModelError, match="redirect"):
+            handler.redirect_request(urllib.request.Request(start), io.BytesIO(), 302, "Found", headers, to)
+    for start, to in (("https://example.org/m.tflite", "https://cdn.example.org/m.tflite"),
+                      ("http://example.org/m.tflite", "https://example.org/m.tflite")):
+        assert handler.redirect_request(urllib.request.Request(start), io.BytesIO(), 302, "Found", headers,
+                                        to).full_url == to
+
+
+def test_an_https_mirror_redirecting_to_http_is_refused(models: Path, tmp_path: Path, trusted):
+    payload = (models / "mobilenet_v1_0.25_128_quant.tflite").read_bytes()
+    plain = serving({UNPINNED.file_name: payload})
+    secure = serving({}, trusted)
+    secure.redirects[UNPINNED.file_name] = f"{plain.url}/{UNPINNED.file_name}"
+    try:
+        with pytest.raises(ModelError, match="redirect"):
+            pull(UNPINNED, tmp_path / "m", secure.url)
+        assert secure.requests == [UNPINNED.file_name] and plain.requests == []
+    finally:
+        plain.close()
+        secure.close()
+    assert nothing_left(tmp_path / "m")
+
+
+def test_an_unpinned_model_from_an_https_mirror_is_checked_and_its_sha256_recorded(models: Path, tmp_path: Path,
+                                                                                   trusted):
+    payload = (models / "mobilenet_v1_0.25_128_quant.tflite").read_bytes()
+    secure = serving({UNPINNED.file_name: payload}, trusted)
+    out = tmp_path / "m"
+    try:
+        assert pull(UNPINNED, out, secure.url) is True
+        secure.requests.clear()
+        assert pull(UNPINNED, out, secure.url) is False and secure.requests == []
+    finally:
+        secure.close()
+    assert (out / UNPINNED.file_name).read_bytes() == payload
+    record = out / f"{UNPINNED.file_name}.sha256"
+    assert record.read_text() == f"{hashlib.sha256(payload).hexdigest()}  {UNPINNED.file_name}\n"
+    assert sorted(p.name for p in out.iterdir()) == [UNPINNED.file_name, record.name]
+    assert len(list((tmp_path / "cache" / "checked").iterdir())) == 1  # the project's model check ran on it
+
+
+def test_a_file_changed_after_its_download_fails_the_next_pull_and_run(cli, models: Path, tmp_path: Path):
+    mirror = tmp_path / "mirror"  # a local directory the user configured: their own files, no flag needed
+    mirror.mkdir()
+    (mirror / UNPINNED.file_name).write_bytes((models / "mobilenet_v1_0.25_128_quant.tflite").read_bytes())
+    out = tmp_path / "m"
+    assert pull(UNPINNED, out, str(mirror)) is True
+    with (out / UNPINNED.file_name).open("ab") as f:
+        f.write(b"\0")
+    for again in (lambda: pull(UNPINNED, out, str(mirror)), lambda: fetch_missing(UNPINNED.name, str(out), None)):
+        with pytest.raises(ModelError, match="changed since it was downloaded") as caught:
+            again()
+        assert "\n" not in str(caught.value) and f"{UNPINNED.file_name}.sha256" in str(caught.value)
+    done = cli("models", "pull", UNPINNED.name, "--models-dir", str(out), env={"EDGE_INFER_MODEL_MIRROR": str(mirror)})
+    assert done.status == 3
+    [line] = error_lines(done.stderr)
+    assert "changed since it was downloaded" in line and f"edge-infer models pull {UNPINNED.name}" in line
+
+
+def test_a_mirror_that_is_neither_a_directory_nor_a_url_is_reported(tmp_path: Path):
+    with pytest.raises(ModelError, match="neither a directory nor"):
+        pull(UNPINNED, tmp_path / "m", str(tmp_path / "no such mirror"))
+
+
+def test_cli_pull_refuses_an_http_mirror_for_an_unpinned_model_unless_told(cli, tmp_path: Path):
+    server = serving({UNPINNED.file_name: JUNK})
+    out = tmp_path / "m"
+    try:
+        refused = cli("models", "pull", UNPINNED.name, "--models-dir", str(out),
+                      env={"EDGE_INFER_MODEL_MIRROR": server.url})
+        allowed = cli("models", "pull", UNPINNED.name, "--models-dir", str(out), "--allow-insecure-mirror",
+                      env={"EDGE_INFER_MODEL_MIRROR": server.url})
+    finally:
+        server.close()
+    assert refused.status == 3 and allowed.status == 3
+    [line] = error_lines(refused.stderr)
+    assert "--allow-insecure-mirror" in line and "EDGE_INFER_ALLOW_INSECURE_MIRROR" in line
+    [line] = error_lines(allowed.stderr)
+    assert "not a TFLite model" in line
+    assert nothing_left(out)
+
+
+def test_a_first_run_from_an_http_mirror_needs_the_environment_for_an_unpinned_model(cli, models: Path,
+                                                                                     tmp_path: Path, images: Path):
+    payload = (models / "mobilenet_v1_0.25_128_quant.tflite").read_bytes()
+    server = serving({UNPINNED.file_name: payload})
+    env = {"EDGE_INFER_MODELS": str(tmp_path / "models"), "EDGE_INFER_MODEL_MIRROR": server.url,
+           "HOME": str(tmp_path), "EDGE_INFER_CACHE": str(tmp_path / "cache")}
+    run = ("run", "--model", UNPINNED.name, "--source", str(images / "parrot.jpg"))
+    try:
+        refused = cli(*run, env=env)
+        allowed = cli(*run, env={**env, "EDGE_INFER_ALLOW_INSECURE_MIRROR": "1"})
+    finally:
+        server.close()
+    assert refused.status == 3
+    [line] = error_lines(refused.stderr)
+    assert "EDGE_INFER_ALLOW_INSECURE_MIRROR" in line
+    assert allowed.status == 0, allowed.stderr
+    assert allowed.results[0]["top"][0]["label"] == "macaw"
+    assert (tmp_path / "models" / f"{UNPINNED.file_name}.sha256").is_file()

@@ -11,7 +11,7 @@ from pathlib import Path
 from ..errors import EXIT_OK, ConfigError, ModelError
 from ..models.files import model_dirs, pull_dir, resolve_model
 from ..models.inspect import inspect_model
-from ..models.pull import progress_bar, pull
+from ..models.pull import insecure_allowed, progress_bar, pull
 from ..models.zoo import build_manifest, close_matches, find_entry
 from .arguments import numbers
 
@@ -26,6 +26,9 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     fetch.add_argument("names", nargs="+", metavar="NAME")
     fetch.add_argument("--models-dir", help="where to put them (default: $EDGE_INFER_MODELS, else "
                        "~/.local/share/edge-infer/models, or /var/lib/edge-infer/models as root)")
+    fetch.add_argument("--allow-insecure-mirror", action="store_true",
+                       help="let $EDGE_INFER_MODEL_MIRROR be an http:// (or other non-https) URL for models that "
+                       "have no published hash to check them against (also: EDGE_INFER_ALLOW_INSECURE_MIRROR=1)")
     fetch.set_defaults(handler=command_pull)
     inspect = verbs.add_parser("inspect", help="tensors, ops, labels, MACs and parameters of a model")
     inspect.add_argument("model")
@@ -90,9 +93,10 @@ def command_pull(args: argparse.Namespace) -> int:
             raise unknown_model(name)
     directory = pull_dir(args.models_dir)
     mirror = os.environ.get("EDGE_INFER_MODEL_MIRROR")
+    allow_insecure = args.allow_insecure_mirror or insecure_allowed()
     for entry in entries:
         assert entry is not None
-        fetched = pull(entry, directory, mirror, progress_bar(entry.name))
+        fetched = pull(entry, directory, mirror, progress_bar(entry.name), allow_insecure=allow_insecure)
         state = "downloaded" if fetched else "already there"
         print(f"{entry.name}: {state} ({directory / entry.file_name})", file=sys.stderr)
     return EXIT_OK

@@ -1,16 +1,30 @@
-"""Download models from the zoo: verified, extracted, and written atomically into a models directory."""
+"""Download models from the zoo: verified, extracted, and written atomically into a models directory.
+
+Every download is checked against what its publisher states (zoo.py: the .tflite's sha256 or git blob id,
+or the .tgz's sha256). A download with nothing to be checked against (a mirror's bare .tflite for an
+entry whose publisher hashes only the archive) must come over https or from a local directory (http and
+other URLs only when the user says so: --allow-insecure-mirror, EDGE_INFER_ALLOW_INSECURE_MIRROR=1), and
+must be a TFLite model that passes the project's model check. Always: a size cap, tar members streamed
+under a cap (no links, nothing outside the archive), no redirect from https to anything else, and the
+file under its final name only once it passed. The sha256 of what was downloaded is recorded beside
+it (<name>.tflite.sha256, sha256sum's format) and checked on every later pull and `run`.
+"""
 
 from __future__ import annotations
 
+import functools
+import gzip
 import hashlib
 import logging
 import os
-import shutil
+import re
 import sys
 import tarfile
-from collections.abc import Callable
-from pathlib import Path
+import zlib
+from collections.abc import Callable, Mapping
+from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO, TextIO
+from urllib.parse import urlsplit
 
 from ..errors import ModelError
 from .files import pull_dir, replacing, resolve_model
@@ -20,6 +34,16 @@ log = logging.getLogger(__name__)
 
 CHUNK = 1 << 16
 Progress = Callable[[int, int | None], None]  # (bytes so far, total or None)
+INSECURE_ENV = "EDGE_INFER_ALLOW_INSECURE_MIRROR"
+RECORD_SUFFIX = ".sha256"
+# An archive is read header by header up to the member: at most this many members and this many bytes
+# before it (the zoo's .tgz files hold about 8 members, 100 MB unpacked).
+MAX_MEMBERS = 1000
+MAX_UNPACKED_BYTES = 1 << 30
+
+
+class UnsafeDownload(ModelError):
+    """A download refused for what it is or where it comes from (not for being offline)."""
 
 
 def sha256_of(path: Path) -> str:
@@ -30,24 +54,126 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def is_valid(path: Path, entry: ModelEntry) -> bool:
-    return path.is_file() and entry.published(sha256_of(path)) is not False
+def git_blob_of(path: Path) -> str:
+    """The git object id of the file's content: what a repository's tree names it by."""
+    digest = hashlib.sha1(f"blob {path.stat().st_size}\0".encode())
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
-def download(url: str, out: BinaryIO, progress: Progress | None) -> None:
-    """Stream `url` into `out`; a connection that ends before Content-Length is an error."""
+def insecure_allowed(environ: Mapping[str, str] = os.environ) -> bool:
+    return environ.get(INSECURE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+# The record of what was downloaded --------------------------------------------------------------------------------
+
+
+def record_path(model: Path) -> Path:
+    return model.with_name(model.name + RECORD_SUFFIX)
+
+
+def write_record(model: Path, digest: str) -> None:
+    record = record_path(model)
+    with replacing(record) as temp:
+        temp.write_text(f"{digest}  {model.name}\n")
+
+
+def recorded(model: Path) -> str | None:
+    """The sha256 recorded when `model` was downloaded; None when there is no record."""
+    try:
+        text = record_path(model).read_text()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ModelError(f"cannot read {record_path(model)}: {exc.strerror}") from exc
+    fields = text.split()
+    return fields[0].lower() if fields else ""  # "" (or any non-sha256) matches no file
+
+
+def check_recorded(model: Path, digest: str | None = None) -> None:
+    """Raise when `model` is not the file whose sha256 was recorded when it was downloaded."""
+    expected = recorded(model)
+    if expected is None:
+        return
+    digest = digest or sha256_of(model)
+    if digest != expected:
+        name = model.name.removesuffix(".tflite")
+        was = f"the {expected[:12]}..." if re.fullmatch(r"[0-9a-f]{64}", expected) else "the (damaged) sha256"
+        raise ModelError(f"'{model}' changed since it was downloaded (sha256 {digest[:12]}..., not {was} recorded "
+                         f"in {record_path(model).name}): if you replaced it on purpose, delete "
+                         f"{record_path(model).name}; otherwise delete both and run 'edge-infer models pull {name}'")
+
+
+def present(target: Path, entry: ModelEntry) -> bool:
+    """Whether a good copy of entry's file is already at `target`.
+
+    A file that is not the publisher's (a hash it publishes differs) is downloaded again; a file with no
+    published hash is checked against the sha256 recorded when it was downloaded, and one that changed
+    since is an error: who changed it, and why, is for the user to say.
+    """
+    if not target.is_file():
+        return False
+    if entry.sha256:
+        return entry.published(sha256_of(target)) is True
+    if entry.git_blob:
+        return git_blob_of(target) == entry.git_blob
+    check_recorded(target)
+    return True
+
+
+# Fetching --------------------------------------------------------------------------------------------------------
+
+
+@functools.cache
+def redirect_handler() -> Any:
+    """The urllib redirect handler downloads use (a class; urllib.request is imported when something is
+    downloaded, not in every run)."""
+    import urllib.request
+
+    class RefuseDowngrade(urllib.request.HTTPRedirectHandler):
+        """Follows redirects from https to https only, and from http to http(s): never to another scheme, and
+        never from https down to http, where anyone on the path could change the file."""
+
+        def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any, newurl: str) -> Any:
+            start, to = urlsplit(req.full_url).scheme, urlsplit(newurl).scheme
+            if to not in ("http", "https") or (start == "https" and to != "https"):
+                fp.close()
+                raise UnsafeDownload(f"{req.full_url} redirected to {newurl}: refused (a download that starts on "
+                                     "https stays on https); use a source that serves the file over https")
+            return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+    return RefuseDowngrade
+
+
+def too_big(source: str, size: int, cap: int, exact: bool = True) -> UnsafeDownload:
+    return UnsafeDownload(f"{source} is {size:,}{'' if exact else '+'} bytes, more than the {cap:,} allowed here (the "
+                          "biggest zoo model is 17 MB, its archive 94 MB): refused; is this the right file?")
+
+
+def download(url: str, out: BinaryIO, progress: Progress | None, cap: int) -> str:
+    """Stream `url` into `out`, at most `cap` bytes; the sha256 of what came. A connection that ends before
+    Content-Length is an error."""
     # The network's modules (ssl among them, 8 MB of RSS) when something is downloaded, not in every run.
     import http.client
     import urllib.error
     import urllib.request
 
+    opener = urllib.request.build_opener(redirect_handler())
+    digest = hashlib.sha256()
     try:
-        with urllib.request.urlopen(url, timeout=30) as response:
+        with opener.open(url, timeout=30) as response:
             total = int(response.headers["Content-Length"]) if response.headers.get("Content-Length") else None
+            if total is not None and total > cap:
+                raise too_big(url, total, cap)
             received = 0
             while block := response.read(CHUNK):
-                out.write(block)
                 received += len(block)
+                if received > cap:
+                    raise too_big(url, received, cap, exact=False)
+                out.write(block)
+                digest.update(block)
                 if progress:
                     progress(received, total)
     except urllib.error.HTTPError as exc:
@@ -60,52 +186,178 @@ def download(url: str, out: BinaryIO, progress: Progress | None) -> None:
         raise ModelError(f"{url}: the download was cut off after {len(exc.partial)} bytes") from exc
     if total is not None and received != total:
         raise ModelError(f"{url}: the download was cut off at {received} of {total} bytes")
+    return digest.hexdigest()
 
 
-def pull(entry: ModelEntry, models_dir: Path, mirror: str | None = None, progress: Progress | None = None) -> bool:
+def copy_local(path: Path, out: BinaryIO, cap: int) -> str:
+    """Copy a file from a mirror directory, at most `cap` bytes; its sha256."""
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size > cap:
+                raise too_big(str(path), size, cap)
+            copied = 0
+            while block := f.read(CHUNK):
+                copied += len(block)
+                if copied > cap:
+                    raise too_big(str(path), copied, cap, exact=False)
+                out.write(block)
+                digest.update(block)
+    except OSError as exc:
+        raise ModelError(f"no {path.name} in mirror {path.parent}: {exc.strerror}") from exc
+    return digest.hexdigest()
+
+
+def extract_member(archive_path: Path, entry: ModelEntry, source: str, out: BinaryIO) -> str:
+    """Stream entry's .tflite out of the .tgz at `archive_path` into `out`; its sha256.
+
+    Headers are read one at a time up to the member, and only the member's bytes are read: never a whole
+    member in memory, nothing written but the one member. Refused: a member named outside the archive
+    (absolute, or with ..), a member that is a link or not a regular file, sizes over the caps."""
+    assert entry.member is not None
+    try:
+        with tarfile.open(archive_path, "r:*") as archive:
+            walked = 0
+            for count, member in enumerate(iter(archive.next, None), start=1):
+                path = PurePosixPath(member.name)
+                if path.is_absolute() or ".." in path.parts:
+                    raise UnsafeDownload(f"{source} has a member named outside the archive ({member.name!r}): "
+                                         "refused; this is not the published archive")
+                if path.name == entry.member:
+                    if not member.isreg():
+                        raise UnsafeDownload(f"{source}: {member.name} is a link or not a regular file: refused; "
+                                             "this is not the published archive")
+                    if member.size > entry.max_bytes:
+                        raise too_big(f"{source}: {member.name}", member.size, entry.max_bytes)
+                    return stream_member(archive, member, out, entry.max_bytes, source)
+                walked += member.size  # skipping a member of a .tgz decompresses it
+                if count >= MAX_MEMBERS or walked > MAX_UNPACKED_BYTES:
+                    raise UnsafeDownload(f"{source} has more than {MAX_MEMBERS} members or {MAX_UNPACKED_BYTES:,} "
+                                         "bytes before the model: refused; this is not the published archive")
+    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise UnsafeDownload(f"{source} is not a readable .tgz archive ({exc}): refused") from exc
+    raise UnsafeDownload(f"{source} has no {entry.member}")
+
+
+def stream_member(archive: tarfile.TarFile, member: tarfile.TarInfo, out: BinaryIO, cap: int, source: str) -> str:
+    digest = hashlib.sha256()
+    extracted = archive.extractfile(member)
+    assert extracted is not None  # a regular file
+    with extracted:
+        copied = 0
+        while block := extracted.read(CHUNK):
+            copied += len(block)
+            if copied > cap:
+                raise too_big(f"{source}: {member.name}", copied, cap, exact=False)
+            out.write(block)
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# Where from, and checking what came ------------------------------------------------------------------------------
+
+
+def check_source(entry: ModelEntry, source: str, local: bool, from_archive: bool, allow_insecure: bool) -> None:
+    """Refuse, before anything is sent, a source that could hand over any file for an entry that has no
+    publisher's hash to check the download against."""
+    if local or entry.pinned(from_archive) or allow_insecure:
+        return
+    scheme = urlsplit(source).scheme
+    if scheme != "https":
+        raise UnsafeDownload(f"{entry.name} has no published hash to check a download from {source} against, and "
+                             f"{scheme}:// can be changed on the way: use an https mirror or a local directory, or, "
+                             f"if you trust this network, pass --allow-insecure-mirror (or set {INSECURE_ENV}=1)")
+
+
+def model_check(path: Path, source: str) -> None:
+    """The project's check of a model from a source nobody vouches for: the interpreter loads it (in a child
+    process first, as every model's first use), and it allocates its tensors."""
+    from ..errors import RuntimeUnavailableError
+    from .check import check_model
+    from .files import read_model
+    from .runtime import load_runtime, open_interpreter
+
+    def said(exc: Exception) -> str:  # its words, without the temporary file's name
+        text = str(exc).replace(f"model file '{path}'", "the file").replace(f"'{path}'", "the file")
+        return " ".join(text.replace(str(path), "the file").split())
+
+    model = read_model(path)
+    try:
+        runtime = load_runtime()
+    except RuntimeUnavailableError:  # nothing here could load it: its first use, where a runtime is, checks it
+        log.warning("no TFLite interpreter here: %s is checked when it is first used", source)
+        return
+    try:
+        check_model(model, runtime.name)
+        if model.needs_edgetpu:  # one custom op only the Coral runs
+            return
+        open_interpreter(runtime, model, num_threads=1).allocate_tensors()
+    except (ModelError, RuntimeError, ValueError) as exc:
+        raise UnsafeDownload(f"{source}: the interpreter cannot load it ({said(exc)}): refused; is this the right "
+                             "file?") from exc
+
+
+def verify(temp: Path, entry: ModelEntry, source: str, digest: str, from_archive: bool) -> None:
+    """Raise unless the file at `temp` is entry's published file or, with nothing published to compare, a model."""
+    if entry.sha256:
+        if entry.published(digest) is False:
+            raise UnsafeDownload(f"{entry.file_name} from {source} has the wrong sha256 (expected {entry.sha256}); "
+                                 "deleted it")
+        return
+    if entry.git_blob:
+        if git_blob_of(temp) != entry.git_blob:
+            raise UnsafeDownload(f"{entry.file_name} from {source} is not the publisher's file (its git blob id is "
+                                 f"not {entry.git_blob}); deleted it")
+        return
+    with temp.open("rb") as f:
+        header = f.read(8)
+    if header[4:8] != b"TFL3":  # every TFLite flatbuffer carries its identifier there
+        raise UnsafeDownload(f"{source} sent {temp.stat().st_size:,} bytes that are not a TFLite model (an error "
+                             "page, or the wrong file?); deleted it")
+    if not entry.pinned(from_archive):  # a .tgz whose sha256 matched holds the publisher's .tflite
+        model_check(temp, source)
+
+
+def pull(entry: ModelEntry, models_dir: Path, mirror: str | None = None, progress: Progress | None = None, *,
+         allow_insecure: bool = False) -> bool:
     """Put entry's .tflite into models_dir; False when a valid copy was already there.
 
     A mirror (a directory or a base URL) holds the .tflite files by name and replaces the internet
     source. The file appears under its final name only once complete and verified: a crash or a
-    bad checksum leaves nothing there.
+    refused download leaves nothing there.
     """
     target = models_dir / entry.file_name
-    if is_valid(target, entry):
+    if present(target, entry):
         return False
-    models_dir.mkdir(parents=True, exist_ok=True)
-    archive = entry.member is not None and not mirror
+    from_archive = entry.member is not None and not mirror
+    local = bool(mirror and Path(mirror).expanduser().is_dir())
+    if mirror and not local and "://" not in mirror:
+        raise ModelError(f"model mirror '{mirror}' is neither a directory nor a URL (https://...)")
     source = f"{mirror.rstrip('/')}/{entry.file_name}" if mirror else entry.url
+    check_source(entry, source, local, from_archive, allow_insecure)
+    models_dir.mkdir(parents=True, exist_ok=True)
     with replacing(target) as temp:
         with temp.open("wb") as out:
-            if mirror and Path(mirror).is_dir():
-                try:
-                    with (Path(mirror) / entry.file_name).open("rb") as f:
-                        shutil.copyfileobj(f, out, CHUNK)
-                except OSError as exc:
-                    raise ModelError(f"no {entry.file_name} in mirror {mirror}: {exc.strerror}") from exc
+            if local:
+                assert mirror is not None
+                digest = copy_local(Path(mirror).expanduser() / entry.file_name, out, entry.max_bytes)
+            elif not from_archive:
+                digest = download(source, out, progress, entry.max_bytes)
             else:
-                download(source, out, progress)
-        if archive:
-            extract_member(temp, entry)
-        if entry.published(sha256_of(temp)) is False:
-            raise ModelError(f"{entry.file_name} from {source} has the wrong sha256 (expected {entry.sha256}); "
-                             "deleted it")
+                archive = temp.with_name(temp.name + ".tgz")
+                try:
+                    with archive.open("wb") as packed:
+                        archive_digest = download(source, packed, progress, entry.max_archive_bytes)
+                    if entry.archive_sha256 and archive_digest != entry.archive_sha256:
+                        raise UnsafeDownload(f"{source} has the wrong sha256 (expected {entry.archive_sha256}); "
+                                             "deleted it")
+                    digest = extract_member(archive, entry, source, out)
+                finally:
+                    archive.unlink(missing_ok=True)
+        verify(temp, entry, source, digest, from_archive)
+        write_record(target, digest)  # before the model takes its name: a crash between leaves no unrecorded file
     return True
-
-
-def extract_member(path: Path, entry: ModelEntry) -> None:
-    """Replace the downloaded .tgz at `path` by the .tflite inside it."""
-    try:
-        with tarfile.open(path) as archive:
-            member = next((m for m in archive.getmembers() if Path(m.name).name == entry.member), None)
-            if member is None:
-                raise ModelError(f"{entry.url} has no {entry.member}")
-            extracted = archive.extractfile(member)
-            assert extracted is not None
-            data = extracted.read()
-    except tarfile.TarError as exc:
-        raise ModelError(f"{entry.url} is not a readable .tgz archive: {exc}") from exc
-    path.write_bytes(data)
 
 
 def progress_bar(name: str, stream: TextIO = sys.stderr) -> Progress:
@@ -128,18 +380,26 @@ def progress_bar(name: str, stream: TextIO = sys.stderr) -> Progress:
 
 def fetch_missing(name: str, models_dir: str | None, mirror: str | None) -> None:
     """A model named like a zoo model and not in the model directories is pulled (verified) into the
-    directory `models pull` uses, so a first `edge-infer run` just works; paths are never fetched."""
+    directory `models pull` uses, so a first `edge-infer run` just works; paths are never fetched.
+    A model that is there and was downloaded by edge-infer must still be the file it downloaded.
+    $EDGE_INFER_ALLOW_INSECURE_MIRROR=1 is --allow-insecure-mirror for these downloads."""
+    entry = None
     try:
-        resolve_model(name, models_dir)
-        return
+        found = resolve_model(name, models_dir)
     except ModelError:
         entry = find_entry(build_manifest(), name)
         if entry is None or os.sep in name:
             raise
+    if entry is None:
+        check_recorded(found)
+        return
     directory = pull_dir(models_dir)
     log.info("model %s is not in the model directories: downloading it into %s", entry.name, directory)
     try:
-        pull(entry, directory, mirror, progress_bar(entry.name))
+        pull(entry, directory, mirror, progress_bar(entry.name), allow_insecure=insecure_allowed())
+    except UnsafeDownload as exc:
+        raise UnsafeDownload(f"model {entry.name} is not here and the download was refused: "
+                             f"{' '.join(str(exc).split())}") from exc
     except (ModelError, OSError) as exc:
         raise ModelError(f"model {entry.name} is not here and could not be downloaded "
                          f"({' '.join(str(exc).split())}): run 'edge-infer models pull {entry.name}' where there "
