@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path as FilePath
 from typing import Any, Literal
@@ -27,7 +28,6 @@ from .service.guard import GuardConfig
 from .sources.auto import AutoConfig
 from .sources.registry import SourceSpec, build_source_spec
 
-CONFIG_SEARCH = ("config.yaml", "/etc/edge-infer/config.yaml")
 MAX_CONFIG_BYTES = 64 * 1024  # the shipped config.yaml, every key with its comment, is 5 kB
 MAX_DEPTH = 8  # the deepest key is five levels down (cameras: -> porch -> regions -> door -> preprocess)
 # Aliases may share settings between cameras; what they expand to is bounded (a few lines of "billion
@@ -65,13 +65,20 @@ class Config:
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
 
+def config_search(environ: Mapping[str, str] = os.environ) -> tuple[str, ...]:
+    """./config.yaml, the user's ($XDG_CONFIG_HOME, else ~/.config: edge-infer/config.yaml), the system's."""
+    user = environ.get("XDG_CONFIG_HOME", "")
+    base = FilePath(user) if os.path.isabs(user) else FilePath.home() / ".config"  # a relative one is ignored
+    return "config.yaml", str(base / "edge-infer" / "config.yaml"), "/etc/edge-infer/config.yaml"
+
+
 def find_config_file(explicit: str | None) -> str | None:
-    """--config, else $EDGE_INFER_CONFIG, else ./config.yaml, else /etc/edge-infer/config.yaml, else none."""
+    """--config, else $EDGE_INFER_CONFIG, else the first of config_search() that exists, else none."""
     if explicit:
         return explicit
     if os.environ.get("EDGE_INFER_CONFIG"):
         return os.environ["EDGE_INFER_CONFIG"]
-    return next((p for p in CONFIG_SEARCH if FilePath(p).is_file()), None)
+    return next((p for p in config_search() if FilePath(p).is_file()), None)
 
 
 def key_lines(node: yaml.Node, path: Path = ()) -> dict[Path, int]:

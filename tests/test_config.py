@@ -260,3 +260,24 @@ def test_source_flag_with_cameras_says_what_to_do(tmp_path: Path):
     path = write(tmp_path, "cameras:\n  porch:\n    source: {type: auto}\n")
     with pytest.raises(ConfigError, match=r"^--source: source: a configuration has either .* edit the cameras:"):
         load_config(path, {("source",): ({"type": "opencv", "device": 1}, "--source")})
+
+
+def test_the_users_config_and_models_follow_xdg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from edge_infer.config import config_search, find_config_file
+    from edge_infer.models.files import user_model_dir
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("EDGE_INFER_CONFIG", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    assert config_search()[1] == str(tmp_path / "home" / ".config" / "edge-infer" / "config.yaml")
+    assert config_search({"XDG_CONFIG_HOME": "relative/ignored"})[1] == config_search({})[1]
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    user_config = tmp_path / "xdg" / "edge-infer" / "config.yaml"
+    user_config.parent.mkdir(parents=True)
+    user_config.write_text("postprocess: {top_k: 3}\n")
+    assert find_config_file(None) == str(user_config)
+    write(tmp_path, "postprocess: {top_k: 2}\n")  # ./config.yaml comes first
+    assert find_config_file(None) == "config.yaml"
+    assert user_model_dir({"XDG_DATA_HOME": str(tmp_path / "data")}) == tmp_path / "data" / "edge-infer" / "models"
+    assert user_model_dir({"XDG_DATA_HOME": "rel"}) == tmp_path / "home" / ".local" / "share" / "edge-infer" / "models"

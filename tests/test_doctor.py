@@ -468,7 +468,7 @@ def test_a_broken_config_fails_with_the_error(tmp_path: Path):
 def test_no_config_file_means_the_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("EDGE_INFER_CONFIG", raising=False)
-    monkeypatch.setattr(config_module, "CONFIG_SEARCH", ("config.yaml",))
+    monkeypatch.setattr(config_module, "config_search", lambda: ("config.yaml",))
     check = doctor.check_config(doctor.read_config(None))
     assert check.verdict == "ok" and check.detail.startswith("no config file")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,14 +12,20 @@ from pathlib import Path
 from ..errors import ModelError
 
 # Per user, then system-wide (where deploy.sh puts the service's models).
-USER_MODEL_DIR = "~/.local/share/edge-infer/models"
 SYSTEM_MODEL_DIR = "/var/lib/edge-infer/models"
 EDGETPU_OP = b"edgetpu-custom-op"
 
 
+def user_model_dir(environ: Mapping[str, str] = os.environ) -> Path:
+    """$XDG_DATA_HOME/edge-infer/models, else ~/.local/share/edge-infer/models (the XDG base directory spec:
+    a relative $XDG_DATA_HOME is to be ignored)."""
+    data = environ.get("XDG_DATA_HOME", "")
+    return (Path(data) if os.path.isabs(data) else Path.home() / ".local" / "share") / "edge-infer" / "models"
+
+
 def model_dirs(configured: str | None) -> list[Path]:
     """Where a bare model name is looked up: the config's models_dir, $EDGE_INFER_MODELS, then defaults."""
-    dirs = [configured, os.environ.get("EDGE_INFER_MODELS"), USER_MODEL_DIR, SYSTEM_MODEL_DIR]
+    dirs = [configured, os.environ.get("EDGE_INFER_MODELS"), user_model_dir(), SYSTEM_MODEL_DIR]
     return [Path(d).expanduser() for d in dirs if d]
 
 
@@ -29,7 +35,7 @@ def pull_dir(explicit: str | None) -> Path:
         return Path(explicit).expanduser()
     if os.environ.get("EDGE_INFER_MODELS"):
         return Path(os.environ["EDGE_INFER_MODELS"])
-    return Path(SYSTEM_MODEL_DIR if os.geteuid() == 0 else USER_MODEL_DIR).expanduser()
+    return Path(SYSTEM_MODEL_DIR) if os.geteuid() == 0 else user_model_dir()
 
 
 def resolve_model(name: str, models_dir: str | None) -> Path:
