@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import http.server
 import socketserver
 import threading
@@ -16,13 +17,15 @@ class MjpegServer:
     """An IP camera's MJPEG stream (multipart/x-mixed-replace) of one picture at `fps`, on a loopback port
     that outlives stop() and start(), as a camera that reboots keeps its address."""
 
-    def __init__(self, image: Path | np.ndarray, fps: float = 20.0) -> None:
+    def __init__(self, image: Path | np.ndarray, fps: float = 20.0, credentials: str | None = None) -> None:
         ok, jpeg = cv2.imencode(".jpg", image if isinstance(image, np.ndarray) else cv2.imread(str(image)))
         assert ok
         self.interval = 1.0 / fps
         self.part = (b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(jpeg)
                      + jpeg.tobytes() + b"\r\n")
         self.port = 0
+        # "user:password": HTTP basic auth, as IP cameras ask for it (anything else gets 401)
+        self.authorization = "Basic " + base64.b64encode(credentials.encode()).decode() if credentials else None
         self.serving = threading.Event()
         self.server: socketserver.ThreadingTCPServer | None = None
 
@@ -35,6 +38,12 @@ class MjpegServer:
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - the standard library's name
+                if outer.authorization and self.headers.get("Authorization") != outer.authorization:
+                    self.send_response(401)
+                    self.send_header("WWW-Authenticate", 'Basic realm="camera"')
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 self.send_response(200)
                 self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
                 self.end_headers()

@@ -285,16 +285,23 @@ def secure_broker(tmp_path: Path):
     server.stop()
 
 
-def test_tls_with_username_and_password(secure_broker, tmp_path, models, images):
+@pytest.mark.parametrize("systemd_credential", [False, True])
+def test_tls_with_username_and_password(secure_broker, tmp_path, models, images, systemd_credential: bool):
+    """The password from a plain file, or from systemd's credentials directory (LoadCredential=mqtt:...)."""
     server, ca = secure_broker
     subscriber = Subscriber(server.port, username="edge", password=PASSWORD, ca_file=ca)
-    (tmp_path / "password").write_text(PASSWORD + "\n")
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    (credentials / "mqtt").write_text(PASSWORD + "\n")
+    (credentials / "mqtt").chmod(0o600)
+    password_file = "${CREDENTIALS_DIRECTORY}/mqtt" if systemd_credential else str(credentials / "mqtt")
     config = write_config(tmp_path / "c.yaml", f"  host: 127.0.0.1\n  port: {server.port}\n  tls: true\n"
-                          f"  ca_file: {ca}\n  username: edge\n  password_file: {tmp_path / 'password'}",
+                          f"  ca_file: {ca}\n  username: edge\n  password_file: '{password_file}'",
                           f"  type: images\n  path: {images / 'parrot.jpg'}")
+    env = {**os.environ, "CREDENTIALS_DIRECTORY": str(credentials)} if systemd_credential else None
     done = subprocess.run([sys.executable, "-m", "edge_infer", "run", "--config", str(config), "--log-level", "debug",
                            "--model", str(models / "mobilenet_v1_0.5_160_quant.tflite")], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=60, env=env)
     try:
         assert done.returncode == 0, done.stderr
         message = subscriber.wait_for(lambda m: m.topic.endswith("/classification"))[0]

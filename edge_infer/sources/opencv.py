@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 
 import cv2
 
-from ..errors import SourceError
+from ..credentials import read_secret, url_with_password
+from ..errors import ConfigError, SourceError
 from ..redact import redact
 from ..values import Frame
 from .base import BufferPool, SourceHints
@@ -41,6 +42,9 @@ class OpenCVConfig:
     height: int | None = field(default=None, metadata={"min": 1})
     fps: float | None = field(default=None, metadata={"min": 0.1})
     loop: bool = False  # video files: start again at the end
+    # streams: a file holding the password of the URL's user (rtsp://USER@host/...), so the URL in the
+    # config holds none; ${CREDENTIALS_DIRECTORY}/NAME reads systemd's credential NAME
+    password_file: str | None = field(default=None, metadata={"min_length": 1})
 
 
 def is_camera(device: int | str) -> bool:
@@ -78,6 +82,11 @@ class OpenCVSource:
             raise SourceError(f"video file '{device}' does not exist")
         if isinstance(device, str) and is_camera(device) and not os.path.exists(device):
             raise SourceError(f"cannot open camera {device}: no such device (is it plugged in? see 'ls /dev/video*')")
+        if config.password_file is not None:
+            if not (self.live and not is_camera(device)):
+                raise ConfigError("source.password_file: only a stream's URL takes a password")
+            device = url_with_password(str(device), read_secret(config.password_file, "source.password_file"),
+                                       "source.password_file")
         params: list[int] = []
         if self.live and not is_camera(device):
             ffmpeg_options(device, os.environ)

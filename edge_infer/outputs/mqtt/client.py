@@ -5,22 +5,33 @@ Credentials and TLS are set up here once, and their failures translated into one
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 import os
 import ssl
-from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
+from ...credentials import read_secret
 from ...errors import ConfigError
 from .config import MqttConfig
+
+log = logging.getLogger(__name__)
+
+
+def is_loopback(host: str) -> bool:
+    """A broker on this machine: what goes to it never crosses a network."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def read_password(config: MqttConfig) -> str | None:
     if config.password_file:
-        try:
-            return Path(config.password_file).read_text().rstrip("\r\n")
-        except OSError as exc:
-            raise ConfigError(f"mqtt.password_file: cannot read '{config.password_file}': {exc.strerror}") from exc
+        return read_secret(config.password_file, "mqtt.password_file")
     if config.password_env:
         if config.password_env not in os.environ:
             raise ConfigError(f"mqtt.password_env: environment variable {config.password_env} is not set")
@@ -32,7 +43,11 @@ def make_client(config: MqttConfig, client_id: str) -> mqtt.Client:
     """A paho 2.x client with `config`'s credentials and TLS; the caller adds its will and callbacks."""
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
     if config.username is not None:
-        client.username_pw_set(config.username, read_password(config))
+        password = read_password(config)
+        client.username_pw_set(config.username, password)
+        if password and not config.tls and not is_loopback(config.host):
+            log.warning("mqtt: the password goes to %s unencrypted: set mqtt.tls: true (and the broker's TLS "
+                        "listener, usually port 8883)", config.host)
     if config.tls:
         for key in ("ca_file", "cert_file", "key_file"):
             value = getattr(config, key)

@@ -20,10 +20,10 @@ from collections.abc import Sequence
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
+from ...credentials import read_secret
 from ...errors import ConfigError
 from .frames import WAIT_STEP_S, CameraView
 
@@ -46,13 +46,7 @@ SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-
 
 
 def read_credentials(path: str) -> tuple[bytes, bytes]:
-    try:
-        text = Path(path).expanduser().read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"web.credentials_file: cannot read '{path}': {exc.strerror}") from exc
-    except UnicodeDecodeError:
-        raise ConfigError(f"web.credentials_file: '{path}' is not UTF-8 text") from None
-    lines = [line for line in text.splitlines() if line.strip()]
+    lines = [line for line in read_secret(path, "web.credentials_file").splitlines() if line.strip()]
     if len(lines) != 1 or ":" not in lines[0] or lines[0].startswith(":"):
         raise ConfigError(f"web.credentials_file: '{path}' must hold one line, user:password")
     user, password = lines[0].split(":", 1)
