@@ -667,6 +667,32 @@ def test_the_grabber_copies_only_on_demand_at_the_capped_rate_into_two_reused_bu
     assert grabber.take(grabber.seq, 0) is None  # nothing newer
 
 
+def test_snapshots_asked_for_together_share_one_encode(monkeypatch: pytest.MonkeyPatch):
+    from edge_infer.outputs.web import frames
+
+    encodes = []
+    monkeypatch.setattr(frames, "encode_jpeg", lambda image, quality: encodes.append(image.copy()) or b"jpeg")
+    clock = FakeClock(100.0)
+    view = frames.CameraView(None, {}, 10.0, 640, 80, threading.Event(), clock)
+    image = np.full((48, 64, 3), 7, np.uint8)
+
+    def frame_soon(seq: int) -> None:  # the camera delivers while the snapshots wait for a fresh frame
+        time.sleep(0.2)
+        view.grabber.see_frame(frame(seq, image))
+
+    threading.Thread(target=frame_soon, args=(1,)).start()
+    threads = [threading.Thread(target=lambda: view.snapshot()) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert len(encodes) == 1 and int(encodes[0][-1, -1, 0]) == 7
+    clock.now += frames.SNAPSHOT_REUSE_S  # older than that: the next request encodes the newest frame again
+    image[...] = 9
+    threading.Thread(target=frame_soon, args=(2,)).start()
+    assert view.snapshot() == b"jpeg" and len(encodes) == 2 and int(encodes[1][-1, -1, 0]) == 9
+
+
 def test_a_slow_viewer_skips_to_the_newest_jpeg():
     hub = JpegHub()
     with hub.viewer() as seq:

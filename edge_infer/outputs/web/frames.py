@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 
 WAIT_STEP_S = 0.5  # how often waiting threads look at the stop event
 SNAPSHOT_WAIT_S = 2.0  # /snapshot.jpg waits this long for a fresh frame, then serves the newest it has
+# A snapshot this recent is served again as it is: a full-size encode is the dearest thing the server does,
+# and forty clients asking at once must not cost forty of them.
+SNAPSHOT_REUSE_S = 0.5
 # How long the encoder waits for the result of the frame it is about to show. Results come one inference
 # after their frame; a frame that inference passed over (newest-frame mode) gets none, and the
 # newest result of an earlier frame is drawn instead, never one of a later frame.
@@ -205,6 +208,9 @@ class CameraView:
         self.grabber = FrameGrabber(max_fps, lambda: self.hub.waiting > 0, clock)
         self.results = ResultHistory(tuple(self.boxes) or (None,))
         self._scaled: np.ndarray | None = None
+        self._clock = clock
+        self._snapshot: tuple[float, bytes] | None = None  # (when it was encoded, the JPEG)
+        self._snapshot_lock = threading.Lock()
         self._encoder = threading.Thread(target=self._encode, name=f"web-encoder-{name}" if name else "web-encoder",
                                          daemon=True)
 
@@ -251,14 +257,21 @@ class CameraView:
         return self._scaled
 
     def snapshot(self) -> bytes | None:
-        """The newest frame at full size, encoded now, with its own results on it."""
-        seq = self.grabber.seq
-        self.grabber.want(SNAPSHOT_WAIT_S)
-        copied = self.grabber.copy_newest(seq, SNAPSHOT_WAIT_S)
-        if copied is None:
-            return None
-        image, frame = copied
-        return encode_jpeg(self.annotate(image, self.results.for_frame(frame, RESULT_WAIT_S)), self._jpeg_quality)
+        """The newest frame at full size with its own results on it: encoded now, or at most SNAPSHOT_REUSE_S ago.
+
+        The lock makes requests that come together wait for one encode and share it."""
+        with self._snapshot_lock:
+            if self._snapshot is not None and self._clock() - self._snapshot[0] < SNAPSHOT_REUSE_S:
+                return self._snapshot[1]
+            seq = self.grabber.seq
+            self.grabber.want(SNAPSHOT_WAIT_S)
+            copied = self.grabber.copy_newest(seq, SNAPSHOT_WAIT_S)
+            if copied is None:
+                return None
+            image, frame = copied
+            jpeg = encode_jpeg(self.annotate(image, self.results.for_frame(frame, RESULT_WAIT_S)), self._jpeg_quality)
+            self._snapshot = (self._clock(), jpeg)
+            return jpeg
 
     def close(self) -> None:
         self.grabber.wake()
