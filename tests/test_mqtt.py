@@ -117,6 +117,10 @@ def test_discovery_describes_four_sensors_and_an_event_of_one_device():
     assert len({json.dumps(m["device"]) for m in messages.values()}) == 1
     assert len({m["unique_id"] for m in messages.values()}) == 5
     assert messages[f"{node}/backend/config"]["state_topic"] == topics["stats"]
+    backend, fps = messages[f"{node}/backend/config"], messages[f"{node}/fps/config"]
+    assert backend["device_class"] == "enum" and backend["options"] == ["cpu", "edgetpu"]
+    assert backend["entity_category"] == fps["entity_category"] == "diagnostic" and "entity_category" not in label
+    assert {m["origin"]["name"] for m in messages.values()} == {"edge-infer"}
 
 
 def test_camera_discovery_makes_a_device_per_camera_with_entities_per_region():
@@ -443,6 +447,14 @@ def check_home_assistant_schema(topic: str, config: dict) -> None:
         assert config.get("image_encoding", "b64") == "b64"
     if "json_attributes_template" in config:
         assert "json_attributes_topic" in config
+    # origin: name required, then sw_version and support_url (schemas.py, MQTT_ORIGIN_INFO_SCHEMA)
+    assert config["origin"]["name"] and set(config["origin"]) <= {"name", "sw_version", "support_url"}
+    # sensor.py: an enum sensor lists its options and has neither a state class nor a unit; a sensor's
+    # entity_category may only be diagnostic (config is for entities that change settings)
+    if config.get("device_class") == "enum":
+        assert config["options"] and not {"state_class", "unit_of_measurement"} & set(config)
+    if platform == "sensor":
+        assert config.get("entity_category", "diagnostic") == "diagnostic"
 
 
 @pytest.mark.parametrize("snapshots", [False, True])

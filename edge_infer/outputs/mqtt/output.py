@@ -86,6 +86,28 @@ def node_id(device: str) -> str:
     return f"edge_infer_{re.sub(r'[^a-zA-Z0-9_-]', '_', device)}"
 
 
+# Where the backend sensor's states come from (LoadedModel.backend): an enum sensor lists them, so Home
+# Assistant shows them as choices and its history as a timeline.
+BACKENDS = ["cpu", "edgetpu"]
+# The diagnostic entities of a device: Home Assistant files them apart from the ones people watch.
+DIAGNOSTIC = {"entity_category": "diagnostic"}
+
+
+def origin() -> dict[str, str]:
+    """Who sent a discovery config (Home Assistant 2023.10+ logs it beside the entities it made)."""
+    return {"name": "edge-infer", "sw_version": __version__}
+
+
+def backend_sensor(state_topic: str) -> dict[str, Any]:
+    return {"name": "Backend", "state_topic": state_topic, "icon": "mdi:chip", "device_class": "enum",
+            "options": BACKENDS, "value_template": "{{ value_json.backend }}", **DIAGNOSTIC}
+
+
+def fps_sensor(state_topic: str) -> dict[str, Any]:
+    return {"name": "FPS", "state_topic": state_topic, "unit_of_measurement": "fps", "state_class": "measurement",
+            "value_template": "{{ value_json.fps }}", **DIAGNOSTIC}
+
+
 def image_discovery_topic(prefix: str, device: str) -> str:
     return f"{prefix}/image/{node_id(device)}/snapshot/config"
 
@@ -103,6 +125,7 @@ def discovery_messages(prefix: str, device: str, topics: dict[str, str], model: 
                           "value_template": "{{ 'online' if value == 'online' else 'offline' }}"}],
         "device": {"identifiers": [node], "name": f"edge-infer {device}", "manufacturer": "edge-infer",
                    "model": model, "sw_version": __version__},
+        "origin": origin(),
     }
     entities: dict[tuple[str, str], dict[str, Any]] = {
         ("sensor", "label"): {
@@ -114,12 +137,8 @@ def discovery_messages(prefix: str, device: str, topics: dict[str, str], model: 
         ("sensor", "score"): {
             "name": "Score", "state_topic": topics["classification"], "state_class": "measurement",
             "value_template": "{{ (value_json.top[0].score if value_json.top else 0) | round(3) }}"},
-        ("sensor", "backend"): {
-            "name": "Backend", "state_topic": topics["stats"], "icon": "mdi:chip",
-            "value_template": "{{ value_json.backend }}"},
-        ("sensor", "fps"): {
-            "name": "FPS", "state_topic": topics["stats"], "unit_of_measurement": "fps",
-            "state_class": "measurement", "value_template": "{{ value_json.fps }}"},
+        ("sensor", "backend"): backend_sensor(topics["stats"]),
+        ("sensor", "fps"): fps_sensor(topics["stats"]),
         # Payload {"event_type": "label_changed", "label": ..., "score": ...}: the rest become the event's attributes.
         ("event", "label_changed"): {
             "name": "Label changed", "state_topic": topics["event"], "event_types": [EVENT_LABEL_CHANGED],
@@ -149,14 +168,11 @@ def camera_discovery_messages(prefix: str, device: str, base: str, cameras: tupl
                              {"topic": f"{base}/{camera.name}/status"}],
             "device": {"identifiers": [camera_node], "name": f"edge-infer {device} {camera.name}",
                        "manufacturer": "edge-infer", "model": model, "sw_version": __version__},
+            "origin": origin(),
         }
         entities: dict[tuple[str, str], dict[str, Any]] = {
-            ("sensor", "fps"): {
-                "name": "FPS", "state_topic": f"{base}/{camera.name}/stats", "unit_of_measurement": "fps",
-                "state_class": "measurement", "value_template": "{{ value_json.fps }}"},
-            ("sensor", "backend"): {
-                "name": "Backend", "state_topic": f"{base}/{camera.name}/stats", "icon": "mdi:chip",
-                "value_template": "{{ value_json.backend }}"},
+            ("sensor", "fps"): fps_sensor(f"{base}/{camera.name}/stats"),
+            ("sensor", "backend"): backend_sensor(f"{base}/{camera.name}/stats"),
         }
         for region in camera.places:
             where = f"{base}/{camera.name}" + (f"/{region}" if region else "")
