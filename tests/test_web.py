@@ -477,6 +477,29 @@ def test_only_this_machines_names_and_addresses_are_served(tmp_path: Path, model
         run.stop()
 
 
+def test_a_request_trickling_in_is_cut_off_and_the_page_stays_served(live: LiveRun):
+    """A byte a second never trips the socket's timeout; the deadline for the whole head does."""
+    from edge_infer.outputs.web.server import REQUEST_HEAD_S
+
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", live.port), timeout=5) as slow:
+        closed_after = None
+        for byte in b"GET /api/status HTTP/1.1\r\nX-Slow: " + b"a" * 100:
+            try:
+                slow.sendall(bytes([byte]))
+                slow.settimeout(1.0)
+                if slow.recv(1) == b"":
+                    closed_after = time.monotonic() - started
+                    break
+            except TimeoutError:
+                continue  # still open: the next byte
+            except OSError:
+                closed_after = time.monotonic() - started
+                break
+    assert closed_after is not None and REQUEST_HEAD_S - 1 <= closed_after <= REQUEST_HEAD_S + 5, closed_after
+    assert live.get("/api/status")[0] == 200
+
+
 def test_head_gets_the_headers_of_get_without_a_body(live: LiveRun):
     for path, kind in (("/", "text/html"), ("/api/status", "application/json"), ("/stream.mjpg", "multipart/")):
         status, headers, body = raw_request(live.port, f"HEAD {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"

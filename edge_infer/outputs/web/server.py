@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 BOUNDARY = "edge-infer-frame"
 MAX_CONNECTIONS = 32  # open connections (each a thread): the viewers, the page's requests, and room for both
+REQUEST_HEAD_S = 10.0  # from when a connection may send its request to the end of the headers
 FAILED_LOGIN_DELAY_S = 1.0  # a wrong password is answered this much later: guessing goes slowly
 STALLED_VIEWER_S = 20.0  # a viewer that takes nothing for this long is disconnected (and a slow request line)
 HTML, JS, CSS = "text/html; charset=utf-8", "text/javascript; charset=utf-8", "text/css; charset=utf-8"
@@ -87,11 +88,58 @@ class WebServer6(WebServer):
     address_family = socket.AF_INET6
 
 
+class HeadDeadline:
+    """The request line and headers must all arrive within REQUEST_HEAD_S: a client that sends a byte just
+    before each socket timeout would otherwise hold its connection (and a thread) for ever."""
+
+    def __init__(self, raw: Any, connection: socket.socket) -> None:
+        self._raw = raw
+        self._connection = connection
+        self.deadline = float("inf")
+
+    def readline(self, limit: int = -1) -> bytes:
+        """A line, read at most one recv at a time (BufferedReader.peek), so the deadline is checked between
+        any two bytes that arrive."""
+        line = bytearray()
+        while limit < 0 or len(line) < limit:
+            remaining = self.deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("the request's head took too long")
+            self._connection.settimeout(min(remaining, STALLED_VIEWER_S))
+            waiting = self._raw.peek(1)
+            if not waiting:  # the client closed
+                break
+            end = waiting.find(b"\n")
+            wanted = len(waiting) if end < 0 else end + 1
+            line += self._raw.read(wanted if limit < 0 else min(wanted, limit - len(line)))
+            if line.endswith(b"\n"):
+                break
+        return bytes(line)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._raw, name)
+
+
 class Handler(BaseHTTPRequestHandler):
     server: WebServer
     server_version = "edge-infer"
     sys_version = ""  # no Python version in the Server header
     timeout = STALLED_VIEWER_S  # the socket's: a stalled request or viewer ends its thread
+    rfile: Any
+
+    def setup(self) -> None:
+        super().setup()
+        self.rfile = HeadDeadline(self.rfile, self.connection)
+
+    def handle_one_request(self) -> None:
+        self.rfile.deadline = time.monotonic() + REQUEST_HEAD_S  # the next request on a kept-alive connection too
+        super().handle_one_request()
+
+    def parse_request(self) -> bool:
+        parsed = super().parse_request()  # the head is in: the stream's writes get the usual timeout again
+        self.rfile.deadline = float("inf")
+        self.connection.settimeout(STALLED_VIEWER_S)
+        return parsed
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
         log.debug("web: %s %s", self.address_string(), format % args)  # stderr carries edge-infer's lines only
