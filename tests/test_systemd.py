@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -100,6 +104,89 @@ def test_unit_exposure_is_at_most_the_stated_limit():
     assert float(found.group(1)) <= EXPOSURE_LIMIT
 
 
+def unit_limits() -> dict[str, int]:
+    """TasksMax, MemoryMax (bytes) and LimitNOFILE as the unit sets them."""
+    text, sizes, limits = UNIT.read_text(), {"": 1, "K": 2**10, "M": 2**20, "G": 2**30}, {}
+    for key in ("TasksMax", "MemoryMax", "LimitNOFILE"):
+        found = re.search(rf"^{key}=(\d+)([KMG]?)$", text, re.M)
+        assert found, f"the unit sets no {key}="
+        limits[key] = int(found.group(1)) * sizes[found.group(2)]
+    return limits
+
+
+# The peaks measured with the live view busy (the unit's comment says how and where): the caps leave
+# at least twice that, for the boards and cameras the development machine does not have.
+MEASURED_PEAKS = {"TasksMax": 46, "MemoryMax": 176 * 2**20, "LimitNOFILE": 48}
+
+
+def test_unit_caps_threads_memory_and_descriptors_with_room():
+    limits = unit_limits()
+    for key, peak in MEASURED_PEAKS.items():
+        assert limits[key] >= 2 * peak, key
+
+
+def test_the_caps_hold_with_the_live_view_busy(tmp_path: Path, models: Path, images: Path):
+    # 40 clients on the stream and the API: threads and descriptors stay at half the caps or below,
+    # whatever the number of clients (the web server takes at most 32 connections).
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = tmp_path / "busy.yaml"
+    config.write_text(f"source: {{type: images, path: {images}, loop: true}}\noutputs: [web]\n"
+                      f"web: {{host: 127.0.0.1, port: {port}}}\n")
+    process = subprocess.Popen([sys.executable, "-m", "edge_infer", "run", "--config", str(config), "--model",
+                                str(models / "mobilenet_v1_0.25_128_quant.tflite")], cwd=tmp_path,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    stop = threading.Event()
+    served = []
+
+    def client(path: str) -> None:
+        while not stop.is_set():
+            try:
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                connection.request("GET", path)
+                response = connection.getresponse()
+                while not stop.is_set() and response.read(65536):
+                    served.append(path)
+                connection.close()
+            except (OSError, http.client.HTTPException):
+                time.sleep(0.1)
+
+    def peaks() -> tuple[int, int, int]:
+        status = dict(line.split(":", 1) for line in Path(f"/proc/{process.pid}/status").read_text().splitlines())
+        return (int(status["Threads"]), int(status["VmHWM"].split()[0]) * 1024,
+                len(os.listdir(f"/proc/{process.pid}/fd")))
+
+    clients = [threading.Thread(target=client, args=(path,), daemon=True)
+               for path in ["/stream.mjpg"] * 20 + ["/api/status"] * 20]
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+            time.sleep(0.2)
+        for thread in clients:
+            thread.start()
+        most = (0, 0, 0)
+        end = time.monotonic() + 8
+        while time.monotonic() < end:
+            most = tuple(map(max, most, peaks()))
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    assert "/stream.mjpg" in served and "/api/status" in served
+    limits = unit_limits()
+    threads, rss, fds = most
+    assert threads <= limits["TasksMax"] / 2 and fds <= limits["LimitNOFILE"] / 2, most
+    assert rss <= limits["MemoryMax"] / 2, most
+
+
 def test_unit_keeps_config_errors_from_restarting():
     text = UNIT.read_text()
     assert re.search(r"^RestartPreventExitStatus=.*\b2\b", text, re.M)  # ConfigError's exit status
@@ -142,6 +229,7 @@ def test_deploy_lays_out_the_service(installed: Path, shared: Path):
     assert model.read_bytes() == (shared / "models/tf2_mobilenet_v2_1.0_224_ptq.tflite").read_bytes()
     config = (installed / "etc/edge-infer/config.yaml").read_text()
     assert "\noutputs: [mqtt]\n" in config  # the service publishes to MQTT, not every frame to the journal
+    assert mode(installed / "etc/edge-infer/config.yaml") == 0o640  # it may hold a broker password
     assert config.replace("outputs: [mqtt]", "outputs: [stdout]") == (REPO / "config.yaml").read_text()
 
 
@@ -252,3 +340,201 @@ def test_uninstall_keeps_config_and_models_unless_purged(tmp_path: Path, install
 def test_deploy_rejects_unknown_options():
     done = deploy("--frobnicate")
     assert done.returncode == 2 and "unknown option '--frobnicate'" in done.stderr
+
+
+# --- deploy.sh: hostile input, what it reinstalls, failures, dry runs, the config's mode -------------
+# These run deploy.sh against a stand-in venv (a `python` that only logs its arguments), so they take a
+# second each and need neither pip nor the network; the tests above install for real.
+
+STAND_IN_PYTHON = """#!/bin/sh
+echo "$*" >> "$STAND_IN_LOG"
+exit "${STAND_IN_STATUS:-0}"
+"""
+
+
+def stand_in_venv(root: Path) -> Path:
+    """A venv under root whose python logs each call to the returned file (deploy.sh keeps a venv it finds)."""
+    python = root / "opt/edge-infer/venv/bin/python"
+    python.parent.mkdir(parents=True)
+    python.write_text(STAND_IN_PYTHON)
+    python.chmod(0o755)
+    return root / "pip-calls.log"
+
+
+def quick_deploy(root: Path, *args: str, mirror: Path, deploy_sh: Path = DEPLOY, status: int = 0,
+                 ) -> subprocess.CompletedProcess:
+    log = root / "pip-calls.log"
+    return subprocess.run(["bash", str(deploy_sh), "--root", str(root), "--model-mirror", str(mirror), *args],
+                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+                          env={**os.environ, "STAND_IN_LOG": str(log), "STAND_IN_STATUS": str(status)})
+
+
+def pip_installs(root: Path) -> int:
+    log = root / "pip-calls.log"
+    return log.read_text().count("-m pip install") if log.exists() else 0
+
+
+HOSTILE_MODEL_NAMES = {
+    "sed-e": "x/;e touch {marker};#",  # GNU sed's e command ran this when the name went into a sed program
+    "sed-w": "x/w {marker}",
+    "parent": "../x",
+    "dot-dot": "..",
+    "spaces": "a b.tflite",
+    "newline": "a\nb.tflite",
+    "subst": "$(touch {marker})",
+    "backticks": "`touch {marker}`",
+    "semicolon": "x;touch {marker}",
+    "empty": "",
+}
+
+
+@pytest.mark.parametrize("dry_run", [False, True], ids=["install", "dry-run"])
+@pytest.mark.parametrize("name", HOSTILE_MODEL_NAMES.values(), ids=HOSTILE_MODEL_NAMES.keys())
+def test_deploy_refuses_a_hostile_model_name(tmp_path: Path, shared: Path, name: str, dry_run: bool):
+    marker = tmp_path / "marker"
+    root = tmp_path / "root"
+    stand_in_venv(root)
+    done = quick_deploy(root, "--model", name.format(marker=marker), *(["--dry-run"] if dry_run else []),
+                        "--allow-unverified", mirror=shared / "models")
+    assert not marker.exists()
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("deploy.sh: error: --model")
+    assert not (root / "etc").exists() and pip_installs(root) == 0  # refused before any step
+
+
+def test_deploy_refuses_a_model_it_cannot_verify_unless_told(tmp_path: Path, shared: Path):
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "my.model-v2.tflite").write_bytes(b"not really a model")
+    root = tmp_path / "root"
+    stand_in_venv(root)
+    done = quick_deploy(root, "--model", "my.model-v2.tflite", mirror=mirror)
+    assert done.returncode == 2
+    assert "--allow-unverified" in done.stderr and done.stderr.count("\n") == 1
+    assert not (root / "etc").exists()
+    done = quick_deploy(root, "--model", "my.model-v2.tflite", "--allow-unverified", mirror=mirror)
+    assert done.returncode == 0, done.stderr
+    assert "NOT VERIFIED" in done.stderr
+    # The name goes into the config as it is: its dots are not a pattern, nothing in it is a program.
+    assert "\n  path: my.model-v2\n" in (root / "etc/edge-infer/config.yaml").read_text()
+    assert (root / "var/lib/edge-infer/models/my.model-v2.tflite").read_bytes() == b"not really a model"
+
+
+def source_copy(tmp_path: Path) -> Path:
+    """The files deploy.sh installs from, copied: a test may change them without touching the repository."""
+    src = tmp_path / "src"
+    shutil.copytree(REPO / "edge_infer", src / "edge_infer", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    shutil.copytree(REPO / "systemd", src / "systemd")
+    for name in ("deploy.sh", "pyproject.toml", "README.md", "config.yaml"):
+        shutil.copy2(REPO / name, src / name)
+    return src
+
+
+@pytest.mark.parametrize("change", ["edge_infer/outputs/web/static/style.css", "edge_infer/outputs/web/static/new.svg",
+                                    "README.md", "pyproject.toml"])
+def test_deploy_reinstalls_when_any_installed_file_changes(tmp_path: Path, shared: Path, change: str):
+    src = source_copy(tmp_path)
+    root = tmp_path / "root"
+    stand_in_venv(root)
+    deploy_sh = src / "deploy.sh"
+    assert quick_deploy(root, mirror=shared / "models", deploy_sh=deploy_sh).returncode == 0
+    assert pip_installs(root) == 1
+    # Byte code is not the package: Python writes it on its own, and it must not cause a reinstall.
+    (src / "edge_infer/__pycache__").mkdir(exist_ok=True)
+    (src / "edge_infer/__pycache__/cli.cpython-311.pyc").write_bytes(b"\0")
+    done = quick_deploy(root, mirror=shared / "models", deploy_sh=deploy_sh)
+    assert done.returncode == 0 and pip_installs(root) == 1 and "installed edge-infer" not in done.stdout
+    with (src / change).open("a") as file:
+        file.write("\n/* changed */\n" if change.endswith((".css", ".svg")) else "\n")
+    done = quick_deploy(root, mirror=shared / "models", deploy_sh=deploy_sh)
+    assert done.returncode == 0, done.stderr
+    assert pip_installs(root) == 2 and "installed edge-infer into" in done.stdout
+
+
+# (what to put in the way, what deploy.sh must name when it stops)
+BLOCKED_STEPS = {
+    "directories": ("var/lib/edge-infer", "file", "directories"),
+    "readme": ("opt/edge-infer/README.md", "dir", "README"),
+    "config": ("etc/edge-infer/config.yaml", "dir", "config"),
+    "unit": ("etc/systemd", "file", "unit"),
+}
+
+
+@pytest.mark.parametrize("blocked", BLOCKED_STEPS.values(), ids=BLOCKED_STEPS.keys())
+def test_a_failed_install_step_stops_with_one_line_naming_it(tmp_path: Path, shared: Path, blocked):
+    # A regular file where a directory must go (or the reverse) fails even for root, unlike permissions.
+    where, kind, step = blocked
+    root = tmp_path / "root"
+    stand_in_venv(root)
+    (root / where).parent.mkdir(parents=True, exist_ok=True)
+    if kind == "file":
+        (root / where).write_text("in the way\n")
+    else:
+        (root / where).mkdir()
+    done = quick_deploy(root, mirror=shared / "models")
+    assert done.returncode != 0
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("deploy.sh: error:") and step in last, done.stderr
+    assert "is installed" not in done.stdout
+    for line in done.stdout.splitlines():  # "installed X" only for what really is there
+        if line.startswith("deploy.sh: installed /"):
+            assert Path(line.removeprefix("deploy.sh: installed ")).is_file(), line
+
+
+def test_a_failed_pip_install_is_not_stamped_and_is_retried(tmp_path: Path, shared: Path):
+    root = tmp_path / "root"
+    stand_in_venv(root)
+    done = quick_deploy(root, mirror=shared / "models", status=1)
+    assert done.returncode != 0
+    assert done.stderr.strip().splitlines()[-1].startswith("deploy.sh: error: pip install")
+    assert "installed" not in done.stdout and not (root / "opt/edge-infer/installed-from").exists()
+    done = quick_deploy(root, mirror=shared / "models")
+    assert done.returncode == 0 and pip_installs(root) == 2
+
+
+def test_a_dry_run_says_what_it_would_do_and_that_it_changed_nothing(tmp_path: Path, shared: Path):
+    root = tmp_path / "root"
+    root.mkdir()
+    for args in ((), ("--uninstall",), ("--uninstall", "--purge")):
+        done = deploy("--root", str(root), "--dry-run", *args, "--model-mirror", str(shared / "models"))
+        assert done.returncode == 0, done.stderr
+        assert "installed" not in done.stdout and "removed" not in done.stdout
+        assert done.stdout.strip().splitlines()[-1] == "deploy.sh: dry run: nothing was changed"
+        assert list(root.iterdir()) == []
+    done = deploy("--root", str(root), "--dry-run", "--model-mirror", str(shared / "models"))
+    assert f"would install {root}/etc/edge-infer/config.yaml" in done.stdout
+
+
+def mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+def test_the_config_is_readable_by_root_and_the_service_only(tmp_path: Path, shared: Path):
+    root = tmp_path / "root"
+    stand_in_venv(root)
+    assert quick_deploy(root, mirror=shared / "models").returncode == 0
+    config = root / "etc/edge-infer/config.yaml"
+    assert mode(config) == 0o640
+    # An existing config is kept as it is, but one that others may read is tightened, and it says so.
+    config.write_text(config.read_text().replace("host: localhost", "host: broker.lan"))
+    config.chmod(0o664)
+    done = quick_deploy(root, mirror=shared / "models")
+    assert done.returncode == 0, done.stderr
+    assert "host: broker.lan" in config.read_text() and mode(config) == 0o640
+    assert sum("config.yaml" in line and "0640" in line for line in done.stdout.splitlines()) == 1
+    assert mode(root / "etc/edge-infer/config.yaml.dist") == 0o640
+    # Never loosened: a stricter mode an admin chose stays.
+    config.chmod(0o600)
+    done = quick_deploy(root, mirror=shared / "models")
+    assert done.returncode == 0 and mode(config) == 0o600 and "0640" not in done.stdout
+
+
+def test_the_system_install_gives_the_config_to_the_service_group(shared: Path):
+    if os.geteuid() != 0:
+        pytest.skip("the system install's dry run checks that it runs as root")
+    if Path("/etc/edge-infer/config.yaml").exists():
+        pytest.skip("this machine has a config already: the dry run would keep it")
+    done = deploy("--dry-run", "--model-mirror", str(shared / "models"))
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"^\+ install -D -T -m 0640 -o root -g edge-infer \S+ /etc/edge-infer/config\.yaml$",
+                     done.stdout, re.M), done.stdout
