@@ -168,7 +168,7 @@ def test_the_caps_hold_with_the_live_view_busy(tmp_path: Path, models: Path, ima
         for thread in clients:
             thread.start()
         most = (0, 0, 0)
-        end = time.monotonic() + 8
+        end = time.monotonic() + 3
         while time.monotonic() < end:
             most = tuple(map(max, most, peaks()))
             time.sleep(0.05)
