@@ -197,7 +197,9 @@ def region_postprocess(config: Config, region: RegionConfig) -> PostprocessConfi
     post = config.postprocess
     return PostprocessConfig(top_k=post.top_k if region.top_k is None else region.top_k,
                              threshold=post.threshold if region.threshold is None else region.threshold,
-                             smoothing=post.smoothing if region.smoothing is None else region.smoothing)
+                             smoothing=post.smoothing if region.smoothing is None else region.smoothing,
+                             unknown_below=post.unknown_below if region.unknown_below is None
+                             else region.unknown_below)
 
 
 def open_sources(config: Config, cameras: Sequence[CameraConfig], slot: ModelSlot, stop: threading.Event,

@@ -123,6 +123,11 @@ class Classification:
     camera: str | None = None
     region: str | None = None
 
+    @property
+    def label(self) -> str | None:
+        """The answer: the best class, or None when no class reached the threshold (or unknown_below)."""
+        return self.top[0].label if self.top else None
+
     def to_json(self) -> str:
         """One compact line, as stdout and the MQTT classification topic carry it."""
         return json.dumps(self.to_json_dict(), separators=(",", ":"), ensure_ascii=False)
@@ -134,6 +139,7 @@ class Classification:
             "frame": self.frame,
             "model": self.model,
             "backend": self.backend,
+            "label": self.label,
             "top": [{"index": c.index, "label": c.label, "score": round(c.score, 6)} for c in self.top],
             "latency_ms": {
                 "preprocess": round(self.timing.preprocess_ms, 3),

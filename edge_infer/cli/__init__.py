@@ -45,7 +45,7 @@ class Signals:
 
 
 def build_parser(signals: Signals) -> argparse.ArgumentParser:
-    from . import bench, doctor, models, run, tune  # the heavy imports, once the signals are ours
+    from . import bench, doctor, models, run, teach, tune  # the heavy imports, once the signals are ours
 
     parser = argparse.ArgumentParser(prog="edge-infer", description="On-device image classification with "
                                      "MobileNet TFLite models.")
@@ -56,6 +56,7 @@ def build_parser(signals: Signals) -> argparse.ArgumentParser:
     models.add_parser(commands)
     bench.add_parser(commands)
     tune.add_parser(commands)
+    teach.add_parser(commands)
     doctor.add_parser(commands)
     return parser
 

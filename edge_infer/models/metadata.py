@@ -61,6 +61,15 @@ def read_packed(model: ModelFile, archive: zipfile.ZipFile, name: str) -> bytes:
                          f"{redownload_hint(model.name)}") from exc
 
 
+def with_metadata(model: bytes, labels: list[str], info: dict[str, Any]) -> bytes:
+    """Append the associated-files archive the runtime reads: labels.txt and our build facts."""
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as files:
+        files.writestr("labels.txt", "\n".join(labels) + "\n")
+        files.writestr(METADATA_FILE, json.dumps(info, indent=2))
+    return model + archive.getvalue()
+
+
 def packed_info(model: ModelFile) -> dict[str, Any]:
     """The build facts a model carries (input normalization, arch, alpha, resolution), or {}."""
     archive = packed_files(model)

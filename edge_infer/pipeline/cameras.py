@@ -11,7 +11,7 @@ cameras:
     source: {type: picamera2}                  # no regions: the whole frame
 ```
 
-A region takes `box` and may override `model`, `top_k`, `threshold`, `smoothing` and
+A region takes `box` and may override `model`, `top_k`, `threshold`, `smoothing`, `unknown_below` and
 `preprocess.crop`; everything else comes from the top-level sections. A configuration with a plain
 `source:` is one camera without a name (`cameras_of`), and its results carry no camera or region.
 """
@@ -73,6 +73,7 @@ class RegionConfig:
     top_k: int | None = field(default=None, metadata={"min": 1, "max": 1000})  # None: postprocess.top_k
     threshold: float | None = field(default=None, metadata={"min": 0.0, "max": 1.0})
     smoothing: int | None = field(default=None, metadata={"min": 1, "max": 1000})
+    unknown_below: float | None = field(default=None, metadata={"min": 0.0, "max": 1.0})
     preprocess: RegionPreprocess = RegionPreprocess()
 
 

@@ -14,6 +14,9 @@ class PostprocessConfig:
     top_k: int = field(default=5, metadata={"min": 1, "max": 1000})
     threshold: float = field(default=0.0, metadata={"min": 0.0, "max": 1.0})
     smoothing: int = field(default=1, metadata={"min": 1, "max": 1000})  # frames averaged; 1 = off
+    # A best score below this is no answer: the result's label is null and its top-k empty (a taught
+    # model always picks one of its classes, even for a scene it was never shown). 0: off.
+    unknown_below: float = field(default=0.0, metadata={"min": 0.0, "max": 1.0})
 
 
 def dequantize(raw: np.ndarray, scale: float, zero_point: int, out: np.ndarray) -> np.ndarray:
@@ -61,5 +64,10 @@ class ScoreSmoother:
         return self._mean
 
 
-def ranked_classes(scores: np.ndarray, labels: tuple[str, ...], k: int, threshold: float) -> tuple[Class, ...]:
-    return tuple(Class(index, labels[index], score) for index, score in top_k(scores, k, threshold))
+def ranked_classes(scores: np.ndarray, labels: tuple[str, ...], k: int, threshold: float,
+                   unknown_below: float = 0.0) -> tuple[Class, ...]:
+    """The top-k as Class values; none at all when even the best scores under `unknown_below`."""
+    ranked = top_k(scores, k, threshold)
+    if ranked and ranked[0][1] < unknown_below:
+        return ()
+    return tuple(Class(index, labels[index], score) for index, score in ranked)

@@ -206,7 +206,8 @@ class FrameClassifier:
         scores = classifier.read_scores(self._scores)
         if self._smoother is not None:
             scores = self._smoother.update(scores)
-        top = ranked_classes(scores, info.labels, self._postprocess.top_k, self._postprocess.threshold)
+        post = self._postprocess
+        top = ranked_classes(scores, info.labels, post.top_k, post.threshold, post.unknown_below)
         done = self._clock()
         timing = Timing(prepared.preprocess_ms + (copied - start) * 1e3, (invoked - copied) * 1e3,
                         (done - invoked) * 1e3, (time.monotonic() - prepared.captured) * 1e3)

@@ -15,7 +15,6 @@ import logging
 import os
 import shutil
 import subprocess
-import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,7 @@ import numpy as np
 from ..errors import ConfigError, RuntimeUnavailableError
 from ..models.files import replacing
 from ..models.graph import GraphCost, interpreter_cost
-from ..models.metadata import METADATA_FILE, align_labels, parse_labels
+from ..models.metadata import align_labels, parse_labels, with_metadata
 from ..models.runtime import load_runtime
 from ..models.tensors import MOBILENET_NORMALIZATION, TensorSpec
 from ..pipeline.preprocess import Preprocessor
@@ -184,15 +183,6 @@ def label_list(request: BuildRequest, classes: int) -> list[str]:
             "https://storage.googleapis.com/download.tensorflow.org/data/imagenet_class_index.json")).read_text())
         return [index[str(i)][1].replace("_", " ") for i in range(1000)]
     return [f"class {i}" for i in range(classes)]
-
-
-def with_metadata(model: bytes, labels: list[str], info: dict[str, Any]) -> bytes:
-    """Append the associated-files archive the runtime reads: labels.txt and our build facts."""
-    archive = io.BytesIO()
-    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as files:
-        files.writestr("labels.txt", "\n".join(labels) + "\n")
-        files.writestr(METADATA_FILE, json.dumps(info, indent=2))
-    return model + archive.getvalue()
 
 
 def cost_of(content: bytes) -> GraphCost:

@@ -46,13 +46,9 @@ def topic_safe(name: str) -> str:
     return re.sub(r"[/+#\s]+", "_", name).strip("_") or "edge-infer"
 
 
-def top_label(result: Classification) -> str | None:
-    return result.top[0].label if result.top else None
-
-
 def what_runs(result: Classification) -> tuple[str | None, str, str]:
     """The label and what made it: a result from another model or backend is news even with the same label."""
-    return top_label(result), result.model, result.backend
+    return result.label, result.model, result.backend
 
 
 class PublishPolicy:
@@ -60,7 +56,7 @@ class PublishPolicy:
     In `change` mode a result is new when `key` of it changes."""
 
     def __init__(self, mode: str, max_per_second: float, clock: Callable[[], float] = time.monotonic,
-                 key: Callable[[Classification], object] = top_label) -> None:
+                 key: Callable[[Classification], object] = lambda result: result.label) -> None:
         self._mode = mode
         self._min_gap = 1.0 / max_per_second if max_per_second > 0 and mode != "all" else 0.0
         self._clock = clock

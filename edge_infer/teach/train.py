@@ -1,0 +1,104 @@
+"""`edge-infer teach train`: a dataset and a base MobileNet in, a TFLite classifier of your classes out."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ConfigError, ModelError
+from ..models.files import ModelFile, read_model, replacing, resolve_model
+from ..models.metadata import packed_info, with_metadata
+from ..models.runtime import load_runtime, open_interpreter
+from ..pipeline.preprocess import PreprocessConfig
+from .dataset import Dataset, read_dataset
+from .embed import Extractor, Samples, embed_dataset
+from .graph import with_head
+from .learn import Evaluation, Trained, evaluate, fit, predict, warnings
+
+log = logging.getLogger(__name__)
+
+AGREEMENT_MIN = 0.95  # the written model must rank the training images as the numpy head does
+
+
+@dataclass(frozen=True)
+class TeachRequest:
+    dataset: str
+    base: str
+    output: str
+    preprocess: PreprocessConfig = PreprocessConfig()
+    folds: int = 5
+    threads: int | None = None
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class TeachResult:
+    output: Path
+    classes: tuple[str, ...]
+    images: tuple[int, ...]  # per class
+    method: str
+    evaluation: Evaluation | None
+    warnings: tuple[str, ...]
+    agreement: float  # the written model's top class = the numpy head's, over the dataset's images
+    size: int
+
+
+def check_output(output: str) -> Path:
+    path = Path(output).expanduser()
+    if path.suffix != ".tflite":
+        raise ConfigError(f"--output: '{output}' must end in .tflite")
+    if not path.parent.is_dir():
+        raise ConfigError(f"--output: directory '{path.parent}' does not exist")
+    return path
+
+
+def agreement(content: bytes, extractor: Extractor, trained: Trained, samples: Samples, dataset: Dataset) -> float:
+    """How often the TFLite model, run by the bare interpreter on the images, picks what the float head picks."""
+    import cv2
+
+    interpreter = open_interpreter(load_runtime(), ModelFile(Path("taught.tflite"), content))
+    interpreter.allocate_tensors()
+    source = interpreter.get_input_details()[0]["index"]
+    scores = interpreter.get_output_details()[0]["index"]
+    matches = []
+    for image_number, embedding in zip(samples.images[samples.original], samples.embeddings[samples.original],
+                                       strict=True):
+        image = cv2.imread(str(dataset.files[image_number][0]), cv2.IMREAD_COLOR)
+        extractor.preprocess(image, interpreter.tensor(source)()[0])
+        interpreter.invoke()
+        expected = int(predict(trained.head, embedding[None])[0].argmax())
+        matches.append(int(np.argmax(interpreter.get_tensor(scores)[0])) == expected)
+    return float(np.mean(matches))
+
+
+def train(request: TeachRequest) -> TeachResult:
+    output = check_output(request.output)
+    dataset = read_dataset(request.dataset)
+    base = read_model(resolve_model(request.base, None))
+    extractor = Extractor(base, request.preprocess, threads=request.threads)
+    samples = embed_dataset(extractor, dataset, progress=request.progress)
+    missing = [name for index, name in enumerate(dataset.classes) if not (samples.labels == index).any()]
+    if missing:
+        raise ConfigError(f"dataset '{request.dataset}': no readable image in class(es) {', '.join(missing)}")
+    classes = len(dataset.classes)
+    evaluation = evaluate(samples, classes, request.folds)
+    trained = fit(samples, classes)
+    content = with_head(base.content, extractor.point, trained.head)
+    info = {**{k: v for k, v in packed_info(base).items() if k in ("arch", "alpha", "resolution")},
+            "taught": True, "base": base.name, "classes": classes, "method": trained.method,
+            "embedding": extractor.point.size, "mean": extractor.mean, "std": extractor.std,
+            "crop": request.preprocess.crop,
+            "held_out_accuracy": None if evaluation is None else round(evaluation.accuracy, 4)}
+    content = with_metadata(content, list(dataset.classes), info)
+    agreed = agreement(content, extractor, trained, samples, dataset)
+    if agreed < AGREEMENT_MIN:  # quantizing the head lost what it learnt: say so rather than write it
+        raise ModelError(f"the quantized head agrees with the float one on only {agreed:.0%} of the images: "
+                         "try a float base, or more images per class")
+    with replacing(output) as temp:
+        temp.write_bytes(content)
+    counts = tuple(int(n) for n in np.bincount(samples.labels[samples.original], minlength=classes))
+    return TeachResult(output, dataset.classes, counts, trained.method, evaluation,
+                       tuple(warnings(samples, dataset.classes, evaluation)), agreed, len(content))
