@@ -145,3 +145,44 @@ def test_hidden_files_and_other_files_are_not_samples(tmp_path: Path):
     assert dataset.classes == ("a", "b") and [p.name for p, _ in dataset.files] == ["x.png", "x.png"]
     with pytest.raises(ConfigError, match="one per class"):
         read_dataset(tmp_path / "a")
+
+
+def test_capture_saves_the_regions_crop_at_full_size(images: Path, tmp_path: Path, cli):
+    """Two regions of one composed frame: each capture is exactly its box of the camera's frame."""
+    from conftest import side_by_side
+
+    frame = side_by_side(images, "bird.bmp", "parrot.jpg")  # 640 x 240
+    cv2.imwrite(str(tmp_path / "yard.png"), frame)
+    config = tmp_path / "config.yaml"
+    config.write_text(f"""
+cameras:
+  yard:
+    source: {{type: images, path: {tmp_path / "yard.png"}, loop: true}}
+    regions:
+      feeder: {{box: [0, 0, 0.5, 1]}}
+      perch: {{box: [0.5, 0.25, 0.5, 0.5]}}
+  gate:
+    source: {{type: images, path: {images / "sunflower.bmp"}, loop: true}}
+""")
+    done = cli("teach", "capture", str(tmp_path / "data"), "--class", "bird", "--count", "3", "--interval", "0",
+               "--config", str(config), "--camera", "yard", "--region", "feeder", json_lines=False)
+    assert done.status == 0, done.stderr
+    saved = sorted((tmp_path / "data" / "bird").glob("*.jpg"))
+    assert len(saved) == 3 and not list((tmp_path / "data" / "bird").glob(".*"))
+    crop = cv2.imread(str(saved[0]))
+    height, width = frame.shape[:2]
+    assert crop.shape == (height, width // 2, 3)
+    assert np.abs(crop.astype(int) - frame[:, : width // 2]).mean() < 3  # the feeder's half, JPEG at quality 95
+    done = cli("teach", "capture", str(tmp_path / "data"), "--class", "parrot", "--count", "2", "--interval", "0",
+               "--config", str(config), "--camera", "yard", "--region", "perch", json_lines=False)
+    perch = cv2.imread(str(sorted((tmp_path / "data" / "parrot").glob("*.jpg"))[0]))
+    assert done.status == 0 and perch.shape == (height // 2, width // 2, 3)
+    for args, message in ((["--camera", "porch"], "no camera 'porch'"), ([], "has 2 cameras (yard, gate): say which"),
+                          (["--camera", "yard", "--region", "door"], "has no region 'door'")):
+        refused = cli("teach", "capture", str(tmp_path / "data"), "--class", "x", "--config", str(config), *args,
+                      json_lines=False)
+        assert refused.status == 2 and message in error_lines(refused.stderr)[0]
+    bad = cli("teach", "capture", str(tmp_path / "data"), "--class", "../up", "--config", str(config), "--camera",
+              "yard", json_lines=False)
+    assert bad.status == 2 and "is not a class name" in error_lines(bad.stderr)[0]
+    assert not (tmp_path / "up").exists()

@@ -29,6 +29,20 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     train.add_argument("--json", action="store_true", help="the report as JSON on stdout")
     train.set_defaults(handler=command_train)
 
+    take = verbs.add_parser(
+        "capture", help="save samples of a class from a camera (the region's crop, full size) into DATASET/CLASS/",
+        description="Reads the configured camera (or --source) and saves --count crops of the region, one every "
+        "--interval seconds, as DATASET/CLASS/<time>-<frame>.jpg, ready for teach train.")
+    take.add_argument("dataset", help="the dataset folder (created if needed)")
+    take.add_argument("--class", dest="label", required=True, help="the class these samples show, e.g. open")
+    take.add_argument("--count", type=int, default=20, help="samples to save (default 20)")
+    take.add_argument("--interval", type=float, default=0.5, help="seconds between samples (default 0.5)")
+    take.add_argument("--config", help="configuration file (default: $EDGE_INFER_CONFIG, ./config.yaml, ...)")
+    take.add_argument("--camera", help="the camera, with cameras: in the config")
+    take.add_argument("--region", help="the camera's region (default: the whole frame)")
+    take.add_argument("--source", help="a source instead of the config's (as edge-infer run --source)")
+    take.set_defaults(handler=command_capture)
+
 
 def command_train(args: argparse.Namespace) -> int:
     from ..pipeline.preprocess import PreprocessConfig
@@ -74,3 +88,20 @@ def command_train(args: argparse.Namespace) -> int:
     out.write(f"\nwrote {result.output} ({result.size / 1e6:.1f} MB); run it with: edge-infer run --model "
               f"{result.output}\n")
     return EXIT_OK
+
+
+def command_capture(args: argparse.Namespace) -> int:
+    from ..config import find_config_file, load_config
+    from ..errors import ConfigError
+    from ..sources.registry import source_from_argument
+    from ..teach.capture import CaptureRequest, capture
+
+    if args.count < 1 or args.interval < 0:
+        raise ConfigError("--count must be at least 1 and --interval at least 0")
+    overrides = {("source",): (source_from_argument(args.source), "--source")} if args.source else None
+    config = load_config(find_config_file(args.config), overrides)
+    request = CaptureRequest(args.dataset, args.label, args.count, args.interval, args.camera, args.region)
+    written = capture(request, config, args.signals.stop,
+                      saved=lambda path: print(f"saved {path}", file=sys.stderr, flush=True))
+    print(f"{len(written)} sample(s) of {args.label} in {args.dataset}", file=sys.stderr)
+    return EXIT_OK if written else 1
