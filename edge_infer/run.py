@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from functools import partial
@@ -31,6 +31,7 @@ from .pipeline.stages import CameraStages, FrameClassifier, ModelSlot
 from .pipeline.stats import RunStats
 from .service.board import board_health
 from .service.guard import GuardWatch
+from .service.reload import ConfigWatch
 from .service.systemd import SystemdNotifier
 from .sources.base import Source, SourceHints
 from .sources.reconnect import FIRST_RETRY_S, LONGEST_RETRY_S, ReconnectingSource
@@ -125,19 +126,22 @@ def camera_status(camera: Camera) -> CameraStatus:
 
 @contextmanager
 def open_run(config: Config, *, stop: threading.Event | None = None, source: Source | None = None,
-             outputs: Sequence[Output] | None = None, environ: Mapping[str, str] = os.environ) -> Iterator[Run]:
+             outputs: Sequence[Output] | None = None, environ: Mapping[str, str] = os.environ,
+             reload: tuple[str, Callable[[], Config]] | None = None) -> Iterator[Run]:
     """Open everything `config` asks for; a `source` or `outputs` handed in replace the configured ones
-    and stay the caller's to close. The systemd notifier joins when `environ` has NOTIFY_SOCKET."""
+    and stay the caller's to close. The systemd notifier joins when `environ` has NOTIFY_SOCKET.
+    `reload`: (the config file, what reads it again): a change of the models it names is applied live."""
     stop = stop or threading.Event()
     with ExitStack() as opened:
         mirror = environ.get("EDGE_INFER_MODEL_MIRROR")
         cameras = cameras_of(config)
         guard = config.run.guard
-        slots = ModelSelection(
+        selection = ModelSelection(
             config.model, ladder=guard.ladder if guard.enabled else (),
             regions=[(f"cameras.{camera.name}.regions.{region.name}", region.model) for camera in cameras
                      for region in camera.regions if region.model is not None],
-            fetch=lambda name: fetch_missing(name, config.model.models_dir, mirror)).open()
+            fetch=lambda name: fetch_missing(name, config.model.models_dir, mirror))
+        slots = selection.open()
         slot = slots[None]
         reader_done = threading.Event()
         reader_done.set()
@@ -183,10 +187,39 @@ def open_run(config: Config, *, stop: threading.Event | None = None, source: Sou
             opened.callback(watch.close)
             watch.start()
         run = Run(config, tuple(run_cameras), slot, tuple(outputs), stats, stop, reader_done, watch, notifier)
+        if reload is not None:
+            config_watch = ConfigWatch(reload[0], reload[1],
+                                       partial(apply_models, run, selection, {"model.path": config.model.path}))
+            opened.callback(config_watch.close)
+            config_watch.start()
         for camera in run.cameras:
             log.info("%ssource: %s (%s)", f"camera {camera.name}: " if camera.name else "", camera.source.description,
                      "every frame" if camera.every_frame else "newest frame")
         yield run
+
+
+def apply_models(run: Run, selection: ModelSelection, applied: dict[str, str], new: Config) -> None:
+    """Move every region whose model changed in `new` to it, between two of its frames (ConfigWatch).
+    `applied` keeps the model.path applied last."""
+    if new.model.path != applied["model.path"]:  # the configured model: as the thermal guard switches it
+        log.info("model.path is now %s: switching to it", new.model.path)
+        applied["model.path"] = new.model.path
+        selection.slot_for(None).switch(new.model.path)
+    regions = {(camera.name or "", classifier.region or ""): classifier
+               for camera in run.cameras for classifier in camera.stages.regions}
+    for camera in cameras_of(new):
+        for region in regions_of(camera):
+            classifier = regions.get((camera.name, region.name))
+            if classifier is None:
+                log.warning("camera %s, region %s is new in the config: it starts with the next restart",
+                            camera.name, region.name)
+                continue
+            slot = selection.slot_for(region.model)
+            if slot is not classifier.slot:
+                where = f"camera {camera.name}, region {region.name}" if camera.name else "the source"
+                log.info("%s: now %s", where, slot.classifier.info.name)
+                classifier.use(slot)
+    selection.keep(classifier.next_slot for classifier in regions.values())
 
 
 def region_preprocess(config: Config, region: RegionConfig) -> PreprocessConfig:

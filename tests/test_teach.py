@@ -4,6 +4,7 @@ it writes run by `edge-infer run` and by the bare LiteRT interpreter."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import cv2
@@ -186,3 +187,53 @@ cameras:
               "yard", json_lines=False)
     assert bad.status == 2 and "is not a class name" in error_lines(bad.stderr)[0]
     assert not (tmp_path / "up").exists()
+
+
+def test_apply_moves_the_running_region_to_the_taught_model_without_a_restart(taught, images: Path, tmp_path: Path,
+                                                                              shared: Path, cli):
+    """A run of two regions on ImageNet's model; `teach train --apply` sets one region's model in its config,
+    comments kept, and the same process moves that region (only) to the taught classes."""
+    from conftest import LiveRun, side_by_side
+
+    cv2.imwrite(str(tmp_path / "yard.png"), side_by_side(images, "bird.bmp", "parrot.jpg"))
+    config = tmp_path / "config.yaml"
+    original = f"""# my yard
+model: {{path: {shared / "models" / BASE}, num_threads: 1}}
+cameras:
+  yard:
+    source: {{type: images, path: {tmp_path / "yard.png"}, loop: true}}
+    regions:
+      feeder: {{box: [0, 0, 0.5, 1]}}   # the bird feeder
+      perch:
+        box: [0.5, 0, 0.5, 1]
+"""
+    config.write_text(original)
+    run = LiveRun(config, tmp_path)
+    try:
+        run.wait_for("region", "perch")
+        assert {r["label"] for r in run.results if r["region"] == "feeder"} <= {"chickadee", "brambling", "junco"}
+        compose(shared, tmp_path / "dataset", 12, seed=1)
+        done = cli("teach", "train", str(tmp_path / "dataset"), "--base", str(shared / "models" / BASE), "--output",
+                   str(tmp_path / "feeder.tflite"), "--apply", str(config), "--camera", "yard", "--region", "feeder",
+                   json_lines=False)
+        assert done.status == 0, done.stderr
+        assert "set cameras.yard.regions.feeder.model in" in done.stderr
+        text = config.read_text()
+        assert "# my yard" in text and "# the bird feeder" in text and f'model: "{tmp_path / "feeder.tflite"}"' in text
+        seen = len(run.results)
+        deadline = time.monotonic() + 20
+        while not [r for r in run.results[seen:] if r["region"] == "feeder" and r["model"] == "feeder"]:
+            assert time.monotonic() < deadline, run.results[-3:]
+            time.sleep(0.2)
+        later = [r for r in run.results[seen:] if r["region"] == "feeder" and r["model"] == "feeder"]
+        assert {r["label"] for r in later} <= {"bird", "dog", "street"} and later[-1]["label"] == "bird"
+        perch = [r for r in run.results[seen:] if r["region"] == "perch"]
+        assert perch and {r["model"] for r in perch} == {BASE.removesuffix(".tflite")}  # the other region stays
+        assert run.process.poll() is None  # the same process: no restart
+        config.write_text(text.replace("perch:", "perch: [oops"))  # an edit that breaks the file: logged, ignored
+        time.sleep(3)
+        assert run.process.poll() is None
+    finally:
+        stderr = run.stop()
+    assert "camera yard, region feeder: now feeder" in stderr
+    assert "changed, but cannot be used" in stderr

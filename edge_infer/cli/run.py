@@ -78,7 +78,9 @@ def command_run(args: argparse.Namespace) -> int:
     restore_stderr = route_native_stderr() if config.log_level != "debug" else None
     signals: Signals = args.signals
     try:
-        with open_run(config, stop=signals.stop) as run:
+        overrides = run_overrides(args)
+        reload = (config_file, lambda: load_config(config_file, overrides)) if config_file else None
+        with open_run(config, stop=signals.stop, reload=reload) as run:
             stats = run.execute()
     finally:
         if restore_stderr is not None:

@@ -27,6 +27,11 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                        help="how images are fitted to the model's input: as the run's preprocess.crop (default center)")
     train.add_argument("--folds", type=int, default=5, help="k of the k-fold held-out test (default 5)")
     train.add_argument("--json", action="store_true", help="the report as JSON on stdout")
+    train.add_argument("--apply", metavar="CONFIG", help="then set the model in this config (the region's model, or "
+                       "model.path without cameras:), comments kept; a run of that config moves to it within 2 s, "
+                       "without a restart")
+    train.add_argument("--camera", help="with --apply and cameras: the camera")
+    train.add_argument("--region", help="with --apply and cameras: the camera's region")
     train.set_defaults(handler=command_train)
 
     take = verbs.add_parser(
@@ -46,9 +51,12 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def command_train(args: argparse.Namespace) -> int:
     from ..pipeline.preprocess import PreprocessConfig
+    from ..teach.apply import apply_model, check_apply
     from ..teach.train import TeachRequest, train
     from .run import route_native_stderr
 
+    if args.apply:  # refused before the training, not after it
+        check_apply(args.apply, args.camera, args.region)
     restore_stderr = route_native_stderr()  # LiteRT's INFO lines become debug lines, as in a run
     try:
         result = train(TeachRequest(args.dataset, args.base, args.output, PreprocessConfig(crop=args.crop),
@@ -57,8 +65,12 @@ def command_train(args: argparse.Namespace) -> int:
         restore_stderr()
     evaluation = result.evaluation
     per_class = evaluation.class_accuracy() if evaluation is not None else None
+    applied = apply_model(args.apply, result.output, args.camera, args.region) if args.apply else None
+    if applied:
+        print(f"edge-infer: set {applied} in {args.apply}: a run of it moves to the model within 2 s",
+              file=sys.stderr)
     if args.json:
-        json.dump({"output": str(result.output), "method": result.method, "classes": [
+        json.dump({"output": str(result.output), "method": result.method, "applied": applied, "classes": [
             {"name": name, "images": count, "held_out_accuracy": None if per_class is None else round(float(acc), 4)}
             for name, count, acc in zip(result.classes, result.images, per_class if per_class is not None
                                         else [None] * len(result.classes), strict=True)],

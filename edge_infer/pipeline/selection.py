@@ -23,6 +23,17 @@ from .stages import ModelSlot
 
 log = logging.getLogger(__name__)
 
+FileKey = tuple[Path, int, int]  # a model file as it is now: path, modification time (ns), size
+
+
+def file_key(path: Path) -> FileKey:
+    try:
+        status = path.stat()
+    except OSError as exc:
+        raise ModelError(f"cannot read model '{path}': {exc.strerror}") from exc
+    return path, status.st_mtime_ns, status.st_size
+
+
 Fetch = Callable[[str], None]  # pulls a zoo model that is not in the model directories yet; raises ModelError
 
 
@@ -34,6 +45,8 @@ class ModelSelection:
         self._ladder = tuple(ladder)
         self._regions = tuple(regions)
         self._fetch = fetch
+        self._slots: dict[str | None, ModelSlot] = {}
+        self._by_file: dict[FileKey, ModelSlot] = {}
 
     def open(self) -> dict[str | None, ModelSlot]:
         """The slots, keyed by the model name each region gives (None: model.path)."""
@@ -50,20 +63,33 @@ class ModelSelection:
             except ModelError as exc:  # the guard stays on what it has; a missing rung is logged, not fatal
                 log.warning("thermal guard: %s", exc)
         configured = self._open_configured()
-        slots: dict[str | None, ModelSlot] = {None: configured}
-        by_file = {resolve_model(model.path, model.models_dir): configured}
+        self._slots = {None: configured}
+        self._by_file = {file_key(resolve_model(model.path, model.models_dir)): configured}
         for where, name in self._regions:
-            if name in slots:
-                continue
             try:
-                self._fetch(name)
-                path = resolve_model(name, model.models_dir)
-                if path not in by_file:
-                    by_file[path] = ModelSlot(load_classifier(self.region_model(path)))
+                self.slot_for(name)
             except ModelError as exc:
                 raise ModelError(f"{where}.model: {exc}") from exc
-            slots[name] = by_file[path]
-        return slots
+        return dict(self._slots)
+
+    def slot_for(self, name: str | None) -> ModelSlot:
+        """The slot of a region's model (None: model.path), opened now if no region runs that file yet, or if
+        the file changed since (a model taught again under the same name). After `open`; from one thread at a
+        time (the run's start, then the config watch)."""
+        if name is None:
+            return self._slots[None]
+        self._fetch(name)
+        key = file_key(resolve_model(name, self.model.models_dir))
+        if key not in self._by_file:
+            self._by_file[key] = ModelSlot(load_classifier(self.region_model(key[0])))
+        self._slots[name] = self._by_file[key]
+        return self._slots[name]
+
+    def keep(self, used: Iterable[ModelSlot]) -> None:
+        """Drop the slots no region runs any more (their interpreters go with the last frame using them)."""
+        kept = {id(slot) for slot in used} | {id(self._slots[None])}
+        self._slots = {name: slot for name, slot in self._slots.items() if id(slot) in kept}
+        self._by_file = {key: slot for key, slot in self._by_file.items() if id(slot) in kept}
 
     def region_model(self, path: Path) -> ModelConfig:
         """A region's own model runs where it was compiled for: an Edge TPU build on the Coral, every other on

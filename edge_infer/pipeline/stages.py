@@ -99,11 +99,16 @@ class ModelSlot:
         self._current = (self._current[0] + 1, classifier)
 
 
+# A region's frames are tagged with (slot epoch, slot generation) as one number: the epoch counts the slots the
+# region was moved to (a taught model applied to it), the generation the models its slot switched to.
+EPOCH = 1 << 32
+
+
 @dataclass(frozen=True, eq=False)
 class RegionPlan:
     """How one region is prepared for one generation of its slot's classifier: built once, swapped whole."""
 
-    generation: int
+    generation: int  # epoch * EPOCH + the slot's generation
     preprocessor: Preprocessor
     staging: BufferPool
     shape: tuple[int, int, int]
@@ -123,14 +128,17 @@ class FrameClassifier:
                  *, box: Box = Box.WHOLE, camera: str | None = None, region: str | None = None,
                  clock: Callable[[], float] = time.perf_counter,
                  frame_watchers: Sequence[Callable[[Frame], None]] = ()) -> None:
-        self.slot = model if isinstance(model, ModelSlot) else ModelSlot(model)
+        # (epoch, slot), replaced as one reference: the capture thread reads it while the loop may move the region
+        self._state = (0, model if isinstance(model, ModelSlot) else ModelSlot(model))
+        self._moving_to: ModelSlot | None = None
+        self._moving_lock = threading.Lock()
         self.box = box
         self.camera, self.region = camera, region
         self._preprocess = preprocess
         self._postprocess = postprocess
         self._clock = clock
         self._frame_watchers = tuple(frame_watchers)  # outputs that show the pictures (FrameWatcher.see_frame)
-        self._plan = self._plan_for(*self.slot.current)
+        self._plan = self._plan_for(*self._tagged())
         self._smoother: ScoreSmoother | None = None
         self._scores = np.empty(0, np.float32)
         self._frame_shape: tuple[int, ...] = ()
@@ -144,8 +152,27 @@ class FrameClassifier:
                           np.dtype(info.input.dtype))
 
     @property
+    def slot(self) -> ModelSlot:
+        return self._state[1]
+
+    @property
     def classifier(self) -> Classifier:
         return self.slot.classifier
+
+    @property
+    def next_slot(self) -> ModelSlot:
+        """The slot its next frame runs on: the one `use` asked for, else its own."""
+        return self._moving_to or self.slot
+
+    def use(self, slot: ModelSlot) -> None:
+        """Run this region on `slot` from its next frame (from any thread; the move happens on the loop)."""
+        with self._moving_lock:
+            self._moving_to = slot
+
+    def _tagged(self) -> tuple[int, Classifier]:
+        epoch, slot = self._state
+        generation, classifier = slot.current
+        return epoch * EPOCH + generation, classifier
 
     def prepare(self, frame: Frame) -> PreparedFrame:
         """The whole of a one-region camera's capture step: show the frame to the watchers, prepare, release."""
@@ -158,7 +185,7 @@ class FrameClassifier:
     def prepare_region(self, frame: Frame) -> PreparedFrame:
         """This region of `frame`, scaled into a staging buffer; the frame stays the caller's."""
         start = self._clock()
-        generation, classifier = self.slot.current
+        generation, classifier = self._tagged()
         plan = self._plan
         if plan.generation != generation:  # the slot switched models: new input size, new buffers
             plan = self._plan = self._plan_for(generation, classifier)
@@ -186,8 +213,13 @@ class FrameClassifier:
     def classify(self, prepared: PreparedFrame) -> Classification | None:
         """The result, or None when the frame is passed over: prepared for a model that was switched away
         since, or its invoke failed on the Edge TPU (the slot moved to the CPU fallback)."""
+        if self._moving_to is not None:  # unlocked look first: a move is rare, a frame is not
+            with self._moving_lock:
+                moving_to, self._moving_to = self._moving_to, None
+            if moving_to is not None and moving_to is not self.slot:  # frames prepared for the old slot: passed over
+                self._state = (self._state[0] + 1, moving_to)
         self.slot.between_frames()
-        generation, classifier = self.slot.current
+        generation, classifier = self._tagged()
         if prepared.generation != generation:
             prepared.release()
             return None

@@ -1,0 +1,73 @@
+"""Models applied without a restart: the run watches its configuration file and moves regions to the models
+it names now (a class taught with `teach train --apply`, or a model edited in by hand).
+
+A changed file is read whole and checked as at start; one that is wrong is logged and changes nothing.
+Only which model each region runs (and `model.path`) is applied live; anything else waits for a restart,
+and the log says so.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from ..errors import EdgeInferError
+
+log = logging.getLogger(__name__)
+
+POLL_S = 2.0
+
+
+def file_state(path: str | Path) -> tuple[int, int, int] | None:
+    try:
+        status = os.stat(path)
+    except OSError:
+        return None
+    return status.st_mtime_ns, status.st_size, status.st_ino
+
+
+class ConfigWatch:
+    """A run component: its thread looks at the config file every `interval_s` and, when it changed, calls
+    `apply` with what `read` makes of it (the run moves the regions whose model changed)."""
+
+    def __init__(self, path: str, read: Callable[[], object], apply: Callable[[object], None],
+                 interval_s: float = POLL_S) -> None:
+        self._path = path
+        self._read = read
+        self._apply = apply
+        self._interval_s = interval_s
+        self._seen = file_state(path)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="config-watch", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def check(self) -> bool:
+        """Apply the file if it changed since last seen; True when it did."""
+        state = file_state(self._path)
+        if state is None or state == self._seen:
+            return False
+        self._seen = state
+        try:
+            config = self._read()
+        except EdgeInferError as exc:
+            log.error("%s changed, but cannot be used: %s; the run goes on as it was", self._path, exc)
+            return False
+        try:
+            self._apply(config)
+        except EdgeInferError as exc:
+            log.error("%s changed, but applying it failed: %s; the run goes on as it was", self._path, exc)
+        return True
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            self.check()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(self._interval_s + 1.0)
