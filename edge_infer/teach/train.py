@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import numpy as np
 from ..errors import ConfigError, ModelError
 from ..models.files import ModelFile, read_model, replacing, resolve_model
 from ..models.metadata import packed_info, with_metadata
+from ..models.pull import fetch_missing
 from ..models.runtime import load_runtime, open_interpreter
 from ..pipeline.preprocess import PreprocessConfig
 from .dataset import Dataset, read_dataset
@@ -77,6 +79,7 @@ def agreement(content: bytes, extractor: Extractor, trained: Trained, samples: S
 def train(request: TeachRequest) -> TeachResult:
     output = check_output(request.output)
     dataset = read_dataset(request.dataset)
+    fetch_missing(request.base, None, os.environ.get("EDGE_INFER_MODEL_MIRROR"))  # a zoo name: pulled, as run does
     base = read_model(resolve_model(request.base, None))
     extractor = Extractor(base, request.preprocess, threads=request.threads)
     samples = embed_dataset(extractor, dataset, progress=request.progress)
