@@ -46,21 +46,20 @@ class UnsafeDownload(ModelError):
     """A download refused for what it is or where it comes from (not for being offline)."""
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
+def hash_file(path: Path, digest: Any) -> str:
     with path.open("rb") as f:
         for block in iter(lambda: f.read(CHUNK), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def sha256_of(path: Path) -> str:
+    return hash_file(path, hashlib.sha256())
 
 
 def git_blob_of(path: Path) -> str:
     """The git object id of the file's content: what a repository's tree names it by."""
-    digest = hashlib.sha1(f"blob {path.stat().st_size}\0".encode())
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return hash_file(path, hashlib.sha1(f"blob {path.stat().st_size}\0".encode()))
 
 
 def insecure_allowed(environ: Mapping[str, str] = os.environ) -> bool:
@@ -161,21 +160,12 @@ def download(url: str, out: BinaryIO, progress: Progress | None, cap: int) -> st
     import urllib.request
 
     opener = urllib.request.build_opener(redirect_handler())
-    digest = hashlib.sha256()
     try:
         with opener.open(url, timeout=30) as response:
             total = int(response.headers["Content-Length"]) if response.headers.get("Content-Length") else None
             if total is not None and total > cap:
                 raise too_big(url, total, cap)
-            received = 0
-            while block := response.read(CHUNK):
-                received += len(block)
-                if received > cap:
-                    raise too_big(url, received, cap, exact=False)
-                out.write(block)
-                digest.update(block)
-                if progress:
-                    progress(received, total)
+            digest, received = copy_capped(response, out, cap, url, progress, total)
     except urllib.error.HTTPError as exc:
         raise ModelError(f"{url}: the server answered {exc.code} {exc.reason}") from exc
     except (urllib.error.URLError, OSError) as exc:
@@ -186,27 +176,36 @@ def download(url: str, out: BinaryIO, progress: Progress | None, cap: int) -> st
         raise ModelError(f"{url}: the download was cut off after {len(exc.partial)} bytes") from exc
     if total is not None and received != total:
         raise ModelError(f"{url}: the download was cut off at {received} of {total} bytes")
-    return digest.hexdigest()
+    return digest
+
+
+def copy_capped(source: BinaryIO, out: BinaryIO, cap: int, what: str, progress: Progress | None = None,
+                total: int | None = None) -> tuple[str, int]:
+    """Copy `source` into `out`, refusing more than `cap` bytes whatever a header said; (sha256, bytes)."""
+    digest = hashlib.sha256()
+    copied = 0
+    while block := source.read(CHUNK):
+        copied += len(block)
+        if copied > cap:
+            raise too_big(what, copied, cap, exact=False)
+        out.write(block)
+        digest.update(block)
+        if progress:
+            progress(copied, total)
+    return digest.hexdigest(), copied
 
 
 def copy_local(path: Path, out: BinaryIO, cap: int) -> str:
     """Copy a file from a mirror directory, at most `cap` bytes; its sha256."""
-    digest = hashlib.sha256()
     try:
-        with path.open("rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            if size > cap:
-                raise too_big(str(path), size, cap)
-            copied = 0
-            while block := f.read(CHUNK):
-                copied += len(block)
-                if copied > cap:
-                    raise too_big(str(path), copied, cap, exact=False)
-                out.write(block)
-                digest.update(block)
+        f = path.open("rb")
     except OSError as exc:
         raise ModelError(f"no {path.name} in mirror {path.parent}: {exc.strerror}") from exc
-    return digest.hexdigest()
+    with f:
+        size = os.fstat(f.fileno()).st_size
+        if size > cap:
+            raise too_big(str(path), size, cap)
+        return copy_capped(f, out, cap, str(path))[0]
 
 
 def extract_member(archive_path: Path, entry: ModelEntry, source: str, out: BinaryIO) -> str:
@@ -241,18 +240,10 @@ def extract_member(archive_path: Path, entry: ModelEntry, source: str, out: Bina
 
 
 def stream_member(archive: tarfile.TarFile, member: tarfile.TarInfo, out: BinaryIO, cap: int, source: str) -> str:
-    digest = hashlib.sha256()
     extracted = archive.extractfile(member)
     assert extracted is not None  # a regular file
     with extracted:
-        copied = 0
-        while block := extracted.read(CHUNK):
-            copied += len(block)
-            if copied > cap:
-                raise too_big(f"{source}: {member.name}", copied, cap, exact=False)
-            out.write(block)
-            digest.update(block)
-    return digest.hexdigest()
+        return copy_capped(extracted, out, cap, f"{source}: {member.name}")[0]
 
 
 # Where from, and checking what came ------------------------------------------------------------------------------
