@@ -148,7 +148,7 @@ def test_hidden_files_and_other_files_are_not_samples(tmp_path: Path):
         read_dataset(tmp_path / "a")
 
 
-def test_capture_saves_the_regions_crop_at_full_size(images: Path, tmp_path: Path, cli):
+def test_capture_saves_the_regions_crop_at_full_size(images: Path, models: Path, tmp_path: Path, cli):
     """Two regions of one composed frame: each capture is exactly its box of the camera's frame."""
     from conftest import side_by_side
 
@@ -156,6 +156,7 @@ def test_capture_saves_the_regions_crop_at_full_size(images: Path, tmp_path: Pat
     cv2.imwrite(str(tmp_path / "yard.png"), frame)
     config = tmp_path / "config.yaml"
     config.write_text(f"""
+model: {{path: {models / BASE}, num_threads: 1}}  # the camera runs as in a run, which loads its model
 cameras:
   yard:
     source: {{type: images, path: {tmp_path / "yard.png"}, loop: true}}

@@ -6,7 +6,7 @@ import numpy as np
 
 from edge_infer.teach.embed import Samples
 from edge_infer.teach.graph import HeadWeights
-from edge_infer.teach.learn import REGRESSION_MIN, evaluate, fit, folds_of, imprint, predict, warnings
+from edge_infer.teach.learn import REGRESSION_MIN, dataset_advice, evaluate, fit, folds_of, imprint, predict
 
 
 def clusters(per_class: int, centres: np.ndarray, spread: float, variants: int = 3, seed: int = 0) -> Samples:
@@ -70,7 +70,7 @@ def test_held_out_folds_keep_an_image_and_its_variants_together_and_test_each_im
 def test_too_few_images_and_classes_alike_are_warned_about():
     alike = np.stack([CENTRES[0], CENTRES[0] * 1.01, CENTRES[2]])  # two classes of the same thing
     samples = clusters(4, alike, 0.3)
-    said = warnings(samples, ("open", "ajar", "closed"), evaluate(samples, 3))
+    said = dataset_advice(samples, ("open", "ajar", "closed"), evaluate(samples, 3))
     assert any(w.startswith("class open: only 4 image(s)") for w in said)
     assert [w for w in said if w.startswith("classes open and ajar look alike")]
     assert not [w for w in said if "closed look alike" in w]

@@ -70,14 +70,7 @@ def command_train(args: argparse.Namespace) -> int:
         print(f"edge-infer: set {applied} in {args.apply}: a run of it moves to the model within 2 s",
               file=sys.stderr)
     if args.json:
-        json.dump({"output": str(result.output), "method": result.method, "applied": applied, "classes": [
-            {"name": name, "images": count, "held_out_accuracy": None if per_class is None else round(float(acc), 4)}
-            for name, count, acc in zip(result.classes, result.images, per_class if per_class is not None
-                                        else [None] * len(result.classes), strict=True)],
-            "held_out_accuracy": None if evaluation is None else round(evaluation.accuracy, 4),
-            "confusion": None if evaluation is None else evaluation.confusion.tolist(),
-            "warnings": list(result.warnings), "agreement": round(result.agreement, 4), "bytes": result.size},
-            sys.stdout, indent=2)
+        json.dump({**result.to_json_dict(), "applied": applied}, sys.stdout, indent=2)
         sys.stdout.write("\n")
         return EXIT_OK
     out = sys.stdout
@@ -105,15 +98,25 @@ def command_train(args: argparse.Namespace) -> int:
 def command_capture(args: argparse.Namespace) -> int:
     from ..config import find_config_file, load_config
     from ..errors import ConfigError
+    from ..run import open_run
     from ..sources.registry import source_from_argument
-    from ..teach.capture import CaptureRequest, capture
+    from ..teach.capture import SampleWriter, capture_config, sample_folder
+    from .run import route_native_stderr
 
     if args.count < 1 or args.interval < 0:
         raise ConfigError("--count must be at least 1 and --interval at least 0")
     overrides = {("source",): (source_from_argument(args.source), "--source")} if args.source else None
-    config = load_config(find_config_file(args.config), overrides)
-    request = CaptureRequest(args.dataset, args.label, args.count, args.interval, args.camera, args.region)
-    written = capture(request, config, args.signals.stop,
-                      saved=lambda path: print(f"saved {path}", file=sys.stderr, flush=True))
-    print(f"{len(written)} sample(s) of {args.label} in {args.dataset}", file=sys.stderr)
-    return EXIT_OK if written else 1
+    config, box = capture_config(load_config(find_config_file(args.config), overrides), args.camera, args.region)
+    folder = sample_folder(args.dataset, args.label)
+    stop = args.signals.stop
+    writer = SampleWriter(folder, box, args.count, args.interval, stop,
+                          saved=lambda path: print(f"saved {path}", file=sys.stderr, flush=True))
+    restore_stderr = route_native_stderr()
+    try:
+        with open_run(config, stop=stop, outputs=[writer]) as run:
+            run.execute()
+    finally:
+        writer.close()
+        restore_stderr()
+    print(f"{len(writer.written)} sample(s) of {args.label} in {args.dataset}", file=sys.stderr)
+    return EXIT_OK if writer.written else 1

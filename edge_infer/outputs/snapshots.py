@@ -236,18 +236,8 @@ class SnapshotOutput:
         where = "".join(f"{part}_" for part in (result.camera, result.region) if part)
         name = f"{time.strftime('%Y%m%d-%H%M%S', stamp)}.{millis:03d}_{result.frame:06d}_{where}{label}.jpg"
         path = self.directory / name
-        temporary = self.directory / f".{name}.tmp"
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            with os.fdopen(descriptor, "wb") as file:
-                file.write(jpeg)
-                file.flush()
-                os.fsync(file.fileno())  # on an SD card, a power cut must leave the old file or the new one
-            prune(self.directory, self._config.max_files - 1, self._max_bytes - len(jpeg))
-            os.replace(temporary, path)
-        except BaseException:
-            temporary.unlink(missing_ok=True)
-            raise
+        write_atomically(path, jpeg, lambda: prune(self.directory, self._config.max_files - 1,
+                                                   self._max_bytes - len(jpeg)))
         return path
 
     def close(self) -> None:
@@ -264,6 +254,23 @@ def open_snapshots(config: SnapshotsConfig, context: OutputContext, peers: Peers
             publisher.publish_snapshot(jpeg, result.camera, result.region)
 
     return SnapshotOutput(config, context, publish)
+
+
+def write_atomically(path: Path, data: bytes, before_rename: Callable[[], object] = lambda: None) -> None:
+    """A temporary name (.NAME.tmp, which directory listings skip), fsync, rename: on an SD card, a power cut
+    leaves the old file or the new one, never a part."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        before_rename()
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 def prepare_directory(directory: Path) -> None:

@@ -45,18 +45,18 @@ def set_value(text: str, keys: tuple[str, ...], value: str, file: str) -> str:
     root = yaml.compose(text, Loader=yaml.SafeLoader)
     quoted = json.dumps(value)  # a JSON string is a YAML double-quoted scalar: any path is safe
     if root is None:
-        return text + ("" if text.endswith("\n") or not text else "\n") + nested(keys, quoted)
+        return text + ("" if text.endswith("\n") or not text else "\n") + block(keys, quoted, 0) + "\n"
     node = root
     for depth, key in enumerate(keys):
         found = child(node, key)
-        last = depth == len(keys) - 1
         if found is None:
-            if not isinstance(node, yaml.MappingNode) or (not last and not node.value):
+            if not isinstance(node, yaml.MappingNode) or not (node.flow_style or node.value):
                 raise ConfigError(f"{file}:{node.start_mark.line + 1}: {'.'.join(keys[:depth]) or 'the file'} is "
                                   "not a mapping to add to")
-            return add_item(text, node, inline(keys[depth:], quoted)) if last or node.flow_style else \
-                add_item(text, node, block(keys[depth:], quoted, node.value[0][0].start_mark.column))
-        if last:
+            rest = keys[depth:]
+            return add_item(text, node, inline(rest, quoted) if node.flow_style else
+                            block(rest, quoted, node.value[0][0].start_mark.column))
+        if depth == len(keys) - 1:
             if not isinstance(found, yaml.ScalarNode):
                 raise ConfigError(f"{file}:{found.start_mark.line + 1}: {'.'.join(keys)}: expected a value")
             return text[:found.start_mark.index] + quoted + text[found.end_mark.index:]
@@ -72,14 +72,11 @@ def inline(keys: tuple[str, ...], quoted: str) -> str:
 
 
 def block(keys: tuple[str, ...], quoted: str, column: int) -> str:
-    lines = [f"{keys[0]}:"] + [" " * (column + 2 * n) + f"{key}:" for n, key in enumerate(keys[1:-1], 1)]
-    lines.append(" " * (column + 2 * (len(keys) - 1)) + f"{keys[-1]}: {quoted}")
-    return ("\n").join(lines) if len(keys) > 1 else f"{keys[0]}: {quoted}"
-
-
-def nested(keys: tuple[str, ...], quoted: str) -> str:
-    return "".join("  " * n + f"{key}:\n" for n, key in enumerate(keys[:-1])) + "  " * (len(keys) - 1) + \
-        f"{keys[-1]}: {quoted}\n"
+    """Nested keys as indented lines, two spaces a level below `column`; the first line without its indentation,
+    which the caller puts where the line goes."""
+    lines = [" " * (column + 2 * depth) + f"{key}:" for depth, key in enumerate(keys)]
+    lines[-1] += f" {quoted}"
+    return "\n".join(lines)[column:]
 
 
 def check_apply(config_file: str, camera: str | None, region: str | None) -> tuple[str, ...]:

@@ -23,9 +23,6 @@ class Dataset:
     classes: tuple[str, ...]
     files: tuple[tuple[Path, int], ...]  # (image, class index)
 
-    def count(self, label: int) -> int:
-        return sum(1 for _, index in self.files if index == label)
-
 
 def read_dataset(root: str | Path) -> Dataset:
     folder = Path(root).expanduser()

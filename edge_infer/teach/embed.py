@@ -37,6 +37,9 @@ class Samples:
     images: np.ndarray  # [N] index of the source image in the dataset
     original: np.ndarray  # [N] bool: the unaugmented image (what held-out accuracy is measured on)
 
+    def images_per_class(self, classes: int) -> np.ndarray:
+        return np.bincount(self.labels[self.original], minlength=classes)
+
 
 def variants(image: np.ndarray, rng: np.random.Generator, count: int = VARIANTS) -> Iterator[np.ndarray]:
     """The image, then augmented copies: what a camera sees of the same scene another time."""

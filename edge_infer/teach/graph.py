@@ -17,6 +17,7 @@ taught labels as `models build` does.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,31 +70,40 @@ class EmbeddingPoint:
     output_dtype: np.dtype
 
 
+def builtin(code: Any) -> int:
+    """An operator code's builtin op: the int32 field, or the old int8 one for files written before it."""
+    return max(code.builtinCode, code.deprecatedBuiltinCode)
+
+
 def op_name(model: Any, op: Any) -> str:
-    s = schema()
-    code = model.operatorCodes[op.opcodeIndex]
-    number = max(code.builtinCode, code.deprecatedBuiltinCode)
-    names = {value: name for name, value in vars(s.BuiltinOperator).items() if not name.startswith("_")}
-    return "CUSTOM" if number == s.BuiltinOperator.CUSTOM else names.get(number, str(number))
+    number = builtin(model.operatorCodes[op.opcodeIndex])
+    return enum_names(schema().BuiltinOperator).get(number, str(number))
 
 
-DTYPES = {"UINT8": np.uint8, "INT8": np.int8, "FLOAT32": np.float32}
+@functools.cache
+def enum_names(kind: type) -> dict[int, str]:
+    """A schema enum's values by name, read once (BuiltinOperator: 200 of them)."""
+    return {value: name for name, value in vars(kind).items() if not name.startswith("_")}
+
+
+# The tensor types a MobileNet embedding and the head use, by the schema's names.
+TENSOR_DTYPES = {"UINT8": np.dtype(np.uint8), "INT8": np.dtype(np.int8), "FLOAT32": np.dtype(np.float32),
+                 "INT32": np.dtype(np.int32)}
 
 
 def tensor_quantization(tensor: Any) -> Quantization:
     s = schema()
-    names = {value: name for name, value in vars(s.TensorType).items() if not name.startswith("_")}
-    dtype = DTYPES.get(names.get(tensor.type, ""))
-    if dtype is None:
-        raise ModelError(f"tensor {tensor.name!r} is {names.get(tensor.type, tensor.type)}: a base for teaching is "
-                         "float32, uint8 or int8")
+    type_name = enum_names(s.TensorType).get(tensor.type, str(tensor.type))
+    if type_name not in ("UINT8", "INT8", "FLOAT32"):
+        raise ModelError(f"tensor {tensor.name!r} is {type_name}: a base for teaching is float32, uint8 or int8")
+    dtype = TENSOR_DTYPES[type_name]
     q = tensor.quantization
     scales = [] if q is None or q.scale is None else list(q.scale)
     if len(scales) > 1:
         raise ModelError(f"tensor {tensor.name!r} is quantized per channel: not a MobileNet embedding")
     scale = float(scales[0]) if scales else 0.0
     zero_point = int(q.zeroPoint[0]) if scale and q.zeroPoint is not None and len(q.zeroPoint) else 0
-    return Quantization(np.dtype(dtype), scale, zero_point)
+    return Quantization(dtype, scale, zero_point)
 
 
 def load(content: bytes) -> Any:
@@ -183,7 +193,7 @@ def operator_code(model: Any, name: str) -> int:
     s = schema()
     number = getattr(s.BuiltinOperator, name)
     for index, code in enumerate(model.operatorCodes):
-        if max(code.builtinCode, code.deprecatedBuiltinCode) == number:
+        if builtin(code) == number:
             return index
     code = s.OperatorCodeT()
     code.builtinCode = number
@@ -203,8 +213,7 @@ def add_tensor(model: Any, name: str, shape: list[int], dtype: np.dtype, quantiz
     tensor = s.TensorT()
     tensor.name = name.encode()
     tensor.shape = np.array(shape, np.int32)
-    tensor.type = {np.dtype(np.uint8): s.TensorType.UINT8, np.dtype(np.int8): s.TensorType.INT8,
-                   np.dtype(np.float32): s.TensorType.FLOAT32, np.dtype(np.int32): s.TensorType.INT32}[np.dtype(dtype)]
+    tensor.type = getattr(s.TensorType, next(name for name, known in TENSOR_DTYPES.items() if known == dtype))
     tensor.buffer = len(model.buffers) - 1
     if quantization is not None and quantization.quantized:
         params = s.QuantizationParametersT()

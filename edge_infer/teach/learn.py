@@ -81,7 +81,7 @@ def fit(samples: Samples, classes: int) -> Trained:
     """The head for every sample: imprinting for few shots, softmax regression once every class has enough."""
     norm = float(np.linalg.norm(samples.embeddings, axis=1).mean()) or 1.0
     x = samples.embeddings / norm
-    counts = np.bincount(samples.labels[samples.original], minlength=classes)
+    counts = samples.images_per_class(classes)
     weights = imprint(x, samples.labels, classes)
     bias = np.zeros(classes)
     method = "imprinting"
@@ -125,7 +125,7 @@ def folds_of(samples: Samples, classes: int, folds: int) -> np.ndarray:
 
 def evaluate(samples: Samples, classes: int, folds: int = 5) -> Evaluation | None:
     """k-fold held-out accuracy (k at most the smallest class's image count); None with one image in a class."""
-    smallest = int(np.bincount(samples.labels[samples.original], minlength=classes).min())
+    smallest = int(samples.images_per_class(classes).min())
     folds = min(folds, smallest)
     if folds < 2:
         return None
@@ -140,10 +140,10 @@ def evaluate(samples: Samples, classes: int, folds: int = 5) -> Evaluation | Non
     return Evaluation(folds, confusion)
 
 
-def warnings(samples: Samples, classes: tuple[str, ...], evaluation: Evaluation | None) -> list[str]:
+def dataset_advice(samples: Samples, classes: tuple[str, ...], evaluation: Evaluation | None) -> list[str]:
     """What to fix in the dataset: too few images, or classes the embedding cannot tell apart."""
     said = []
-    counts = np.bincount(samples.labels[samples.original], minlength=len(classes))
+    counts = samples.images_per_class(len(classes))
     for name, count in zip(classes, counts, strict=True):
         if count < FEW:
             said.append(f"class {name}: only {count} image(s); {FEW} or more (of different moments) teach it better")

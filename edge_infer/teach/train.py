@@ -18,7 +18,7 @@ from ..pipeline.preprocess import PreprocessConfig
 from .dataset import Dataset, read_dataset
 from .embed import Extractor, Samples, embed_dataset
 from .graph import with_head
-from .learn import Evaluation, Trained, evaluate, fit, predict, warnings
+from .learn import Evaluation, Trained, dataset_advice, evaluate, fit, predict
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,17 @@ class TeachResult:
     warnings: tuple[str, ...]
     agreement: float  # the written model's top class = the numpy head's, over the dataset's images
     size: int
+
+    def to_json_dict(self) -> dict[str, object]:
+        evaluation = self.evaluation
+        accuracy = [None] * len(self.classes) if evaluation is None else \
+            [round(float(value), 4) for value in evaluation.class_accuracy()]
+        return {"output": str(self.output), "method": self.method,
+                "classes": [{"name": name, "images": count, "held_out_accuracy": held_out}
+                            for name, count, held_out in zip(self.classes, self.images, accuracy, strict=True)],
+                "held_out_accuracy": None if evaluation is None else round(evaluation.accuracy, 4),
+                "confusion": None if evaluation is None else evaluation.confusion.tolist(),
+                "warnings": list(self.warnings), "agreement": round(self.agreement, 4), "bytes": self.size}
 
 
 def check_output(output: str) -> Path:
@@ -83,10 +94,11 @@ def train(request: TeachRequest) -> TeachResult:
     base = read_model(resolve_model(request.base, None))
     extractor = Extractor(base, request.preprocess, threads=request.threads)
     samples = embed_dataset(extractor, dataset, progress=request.progress)
-    missing = [name for index, name in enumerate(dataset.classes) if not (samples.labels == index).any()]
+    classes = len(dataset.classes)
+    counts = samples.images_per_class(classes)
+    missing = [name for name, count in zip(dataset.classes, counts, strict=True) if count == 0]
     if missing:
         raise ConfigError(f"dataset '{request.dataset}': no readable image in class(es) {', '.join(missing)}")
-    classes = len(dataset.classes)
     evaluation = evaluate(samples, classes, request.folds)
     trained = fit(samples, classes)
     content = with_head(base.content, extractor.point, trained.head)
@@ -102,6 +114,5 @@ def train(request: TeachRequest) -> TeachResult:
                          "try a float base, or more images per class")
     with replacing(output) as temp:
         temp.write_bytes(content)
-    counts = tuple(int(n) for n in np.bincount(samples.labels[samples.original], minlength=classes))
-    return TeachResult(output, dataset.classes, counts, trained.method, evaluation,
-                       tuple(warnings(samples, dataset.classes, evaluation)), agreed, len(content))
+    return TeachResult(output, dataset.classes, tuple(int(n) for n in counts), trained.method, evaluation,
+                       tuple(dataset_advice(samples, dataset.classes, evaluation)), agreed, len(content))
