@@ -9,10 +9,10 @@ import pytest
 from conftest import LiveRun, side_by_side
 from mjpeg import MjpegServer
 
-from edge_infer.credentials import read_secret, url_with_password
 from edge_infer.errors import ConfigError
 from edge_infer.outputs.mqtt import MqttConfig
 from edge_infer.outputs.mqtt.client import make_client
+from edge_infer.security.credentials import read_secret, url_with_password
 
 PASSWORD = "p@ss:w/rd%"  # every character that means something in a URL
 

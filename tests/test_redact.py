@@ -15,7 +15,7 @@ from broker import Subscriber
 from conftest import LiveRun, side_by_side
 from mjpeg import MjpegServer
 
-from edge_infer.redact import redact
+from edge_infer.security.redact import redact
 from edge_infer.service.doctor.report import Check
 
 PASSWORD = "S3cr3t-pw"
@@ -85,7 +85,7 @@ log_level: debug
     assert "rtsp://***@127.0.0.1" in stderr  # the camera that cannot be opened is reported, without it too
 
 
-def test_the_journal_gets_priorities_and_no_password(tmp_path: Path):
+def test_the_journal_gets_priorities_and_no_password(models: Path, tmp_path: Path):
     """Under systemd, stderr is the journal's stream (JOURNAL_STREAM names its device and inode): each line starts
     with its syslog priority, so `journalctl -p warning` filters; elsewhere lines stay `edge-infer: error: ...`."""
     url = f"rtsp://admin:{PASSWORD}@127.0.0.1:{free_port()}/stream1"
@@ -95,10 +95,11 @@ def test_the_journal_gets_priorities_and_no_password(tmp_path: Path):
             status = os.fstat(stderr.fileno())
             env = {**os.environ, "JOURNAL_STREAM": f"{status.st_dev}:{status.st_ino + (0 if journal else 1)}"}
             done = subprocess.run([sys.executable, "-m", "edge_infer", "run", "--source", url, "--model",
-                                   "/nonexistent.tflite"], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                                   str(models / V1)], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
                                   stderr=stderr, stdin=subprocess.DEVNULL, timeout=60)
         lines = log.read_text().splitlines()
         assert done.returncode != 0 and lines and PASSWORD not in log.read_text()
+        assert "rtsp://***@127.0.0.1" in log.read_text()  # the camera that cannot be opened is named, without it
         if journal:
             assert all(line[:3] in ("<3>", "<4>", "<6>", "<7>") for line in lines), lines
             assert any(line.startswith("<3>") for line in lines) and "edge-infer:" not in lines[-1]

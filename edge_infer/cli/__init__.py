@@ -20,7 +20,7 @@ from typing import TextIO
 
 from .. import __version__
 from ..errors import EXIT_INTERNAL, EXIT_OK, EdgeInferError
-from ..redact import redact
+from ..security.redact import redact
 
 log = logging.getLogger("edge_infer")
 

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 
 import cv2
 
-from ..credentials import read_secret, url_with_password
 from ..errors import ConfigError, SourceError
-from ..redact import redact
+from ..security.credentials import read_secret, url_with_password
+from ..security.redact import redact
 from ..values import Frame
 from .base import BufferPool, SourceHints
 

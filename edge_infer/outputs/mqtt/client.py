@@ -12,8 +12,8 @@ import ssl
 
 import paho.mqtt.client as mqtt
 
-from ...credentials import read_secret
 from ...errors import ConfigError
+from ...security.credentials import read_secret
 from .config import MqttConfig
 
 log = logging.getLogger(__name__)

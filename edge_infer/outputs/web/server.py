@@ -23,8 +23,8 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
-from ...credentials import read_secret
 from ...errors import ConfigError
+from ...security.credentials import read_secret
 from .frames import WAIT_STEP_S, CameraView
 
 if TYPE_CHECKING:

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from ...redact import redact
+from ...security.redact import redact
 
 Verdict = Literal["ok", "warn", "fail", "skip"]
 SERVICE = "edge-infer"  # the systemd unit and the system user deploy.sh creates
