@@ -188,8 +188,7 @@ def open_run(config: Config, *, stop: threading.Event | None = None, source: Sou
             watch.start()
         run = Run(config, tuple(run_cameras), slot, tuple(outputs), stats, stop, reader_done, watch, notifier)
         if reload is not None:
-            config_watch = ConfigWatch(reload[0], reload[1],
-                                       partial(apply_models, run, selection, {"model.path": config.model.path}))
+            config_watch = ConfigWatch(reload[0], reload[1], partial(apply_models, run, selection), config)
             opened.callback(config_watch.close)
             config_watch.start()
         for camera in run.cameras:
@@ -198,12 +197,10 @@ def open_run(config: Config, *, stop: threading.Event | None = None, source: Sou
         yield run
 
 
-def apply_models(run: Run, selection: ModelSelection, applied: dict[str, str], new: Config) -> None:
-    """Move every region whose model changed in `new` to it, between two of its frames (ConfigWatch).
-    `applied` keeps the model.path applied last."""
-    if new.model.path != applied["model.path"]:  # the configured model: as the thermal guard switches it
+def apply_models(run: Run, selection: ModelSelection, applied: Config, new: Config) -> None:
+    """Move every region whose model changed from `applied` to `new`, between two of its frames (ConfigWatch)."""
+    if new.model.path != applied.model.path:  # the configured model: as the thermal guard switches it
         log.info("model.path is now %s: switching to it", new.model.path)
-        applied["model.path"] = new.model.path
         selection.slot_for(None).switch(new.model.path)
     regions = {(camera.name or "", classifier.region or ""): classifier
                for camera in run.cameras for classifier in camera.stages.regions}

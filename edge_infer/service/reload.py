@@ -13,12 +13,14 @@ import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Generic, TypeVar
 
 from ..errors import EdgeInferError
 
 log = logging.getLogger(__name__)
 
 POLL_S = 2.0
+Config = TypeVar("Config")  # what the file reads as (the run's Config): the watch only hands it on
 
 
 def file_state(path: str | Path) -> tuple[int, int, int] | None:
@@ -29,15 +31,17 @@ def file_state(path: str | Path) -> tuple[int, int, int] | None:
     return status.st_mtime_ns, status.st_size, status.st_ino
 
 
-class ConfigWatch:
+class ConfigWatch(Generic[Config]):
     """A run component: its thread looks at the config file every `interval_s` and, when it changed, calls
-    `apply` with what `read` makes of it (the run moves the regions whose model changed)."""
+    `apply(applied, new)` with the configuration applied last (at first the run's) and what `read` makes of
+    the file now (the run moves the regions whose model changed)."""
 
-    def __init__(self, path: str, read: Callable[[], object], apply: Callable[[object], None],
-                 interval_s: float = POLL_S) -> None:
+    def __init__(self, path: str, read: Callable[[], Config], apply: Callable[[Config, Config], None],
+                 applied: Config, interval_s: float = POLL_S) -> None:
         self._path = path
         self._read = read
         self._apply = apply
+        self._applied = applied
         self._interval_s = interval_s
         self._seen = file_state(path)
         self._stop = threading.Event()
@@ -58,9 +62,11 @@ class ConfigWatch:
             log.error("%s changed, but cannot be used: %s; the run goes on as it was", self._path, exc)
             return False
         try:
-            self._apply(config)
+            self._apply(self._applied, config)
         except EdgeInferError as exc:
             log.error("%s changed, but applying it failed: %s; the run goes on as it was", self._path, exc)
+        else:
+            self._applied = config
         return True
 
     def _watch(self) -> None:
