@@ -147,6 +147,13 @@ install_apt_packages() {
     fi
     command -v apt-get >/dev/null || die "this installer needs apt (Raspberry Pi OS or Debian)"
     local packages=(python3 python3-venv python3-pip ca-certificates curl)
+    local updated=0
+    # apt-cache knows only what the last `apt-get update` fetched (a fresh image may have no package lists
+    # at all), so a package it does not show is not missing until the lists are new.
+    if ! apt-cache show python3-picamera2 >/dev/null 2>&1; then
+        step "apt-get update" apt-get update
+        updated=1
+    fi
     # Picamera2 comes from apt only; it exists on Raspberry Pi OS, not on plain Debian.
     if apt-cache show python3-picamera2 >/dev/null 2>&1; then
         packages+=(python3-picamera2)
@@ -159,7 +166,7 @@ install_apt_packages() {
         dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
     done
     if [ ${#missing[@]} -gt 0 ]; then
-        step "apt-get update" apt-get update
+        if [ "$updated" = 0 ]; then step "apt-get update" apt-get update; fi
         step "apt-get install ${missing[*]}" \
             env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
     fi

@@ -37,6 +37,10 @@ class RuntimeUnavailableError(EdgeInferError):
     exit_status = 5
 
 
+class WorkerDown(RuntimeUnavailableError):
+    """The inference worker process is gone (it died, or waits to be started again): this frame has no result."""
+
+
 # The statuses that are not an error class's own (all are listed in the README).
 EXIT_OK = 0
 EXIT_INTERNAL = 1

@@ -209,10 +209,10 @@ class SourceHealth:
 
 @dataclass(frozen=True)
 class AcceleratorHealth:
-    """The Edge TPU failover (Failover)."""
+    """The accelerator failover (Failover): the Edge TPU's or the Hailo's."""
 
-    state: str  # "edgetpu", or "lost" while the fallback runs on the CPU
-    failovers: int  # how many times the Edge TPU was lost (a start-up on the fallback counts)
+    state: str  # the accelerator ("edgetpu", "hailo"), or "lost" while the fallback runs on the CPU
+    failovers: int  # how many times the accelerator was lost (a start-up on the fallback counts)
     lost_s: float  # seconds on the fallback, in all, the current spell included
 
     def to_json_dict(self) -> dict[str, object]:
@@ -233,10 +233,15 @@ class GuardStatus:
 
 @dataclass(frozen=True)
 class BoardHealth:
-    """What the board reports, where it does: the SoC temperature and the Pi firmware's throttling flags."""
+    """What the board reports, where it does: the SoC temperature and the Pi firmware's throttling flags.
+
+    In a run, the flags' "*_occurred" keys and `throttle_events` are since the service started (service.board:
+    the firmware's own "occurred" bits are cleared every 2 s); the other flags are the state now.
+    """
 
     cpu_temp_c: float | None = None
     throttled: Mapping[str, bool] | None = None
+    throttle_events: Mapping[str, int] | None = None  # times each condition began since the service started
 
     def to_json_dict(self) -> dict[str, object]:
         health: dict[str, object] = {}
@@ -244,6 +249,8 @@ class BoardHealth:
             health["cpu_temp_c"] = round(self.cpu_temp_c, 1)
         if self.throttled is not None:
             health["throttled"] = dict(self.throttled)
+        if self.throttle_events is not None:
+            health["throttle_events"] = dict(self.throttle_events)
         return health
 
 

@@ -4,12 +4,17 @@ It does what libedgetpu's delegate does with the runtime (google-coral/libedgetp
 `tflite_plugin_create_delegate` opens the device and returns no delegate when there is none
 (tflite/edgetpu_delegate_for_custom_op_tflite_plugin.cc); the delegate's Prepare hands each
 `edgetpu-custom-op` node to a delegate kernel, one node at a time (tflite/edgetpu_delegate_for_custom_op.cc);
-the kernel's invoke fails with "Failed to execute request." once the device is gone
-(tflite/custom_op_direct.cc, CustomOpInvoke), and a delegate whose device went away stays failed: only a
-new delegate opens the device again. What it cannot do is run the compiled model: its "Edge TPU" answers
-every frame with one class, chosen when it is built, at full score.
+once the device is gone, a USB Coral's driver aborts the process (driver/usb/usb_driver.cc, HandleEvent's
+LOG(FATAL)) and a PCIe one's invoke fails with "Failed to execute request." (tflite/custom_op_direct.cc,
+CustomOpInvoke), and a delegate whose device went away stays failed: only a
+new delegate opens the device again, and only once every delegate on the dead driver is destroyed: while one
+is alive, a new delegate is handed that same driver, dead or not, as libedgetpu's manager does with an open
+device of the type asked for (tflite/edgetpu_manager_direct.cc, OpenDeviceInternal and TryMatchDriverWrapper;
+ReleaseEdgeTpuContext closes it with its last user). What it cannot do is run the compiled model: its
+"Edge TPU" answers every frame with one class, chosen when it is built, at full score.
 
-The device is "unplugged" while the file named by EDGETPU_STANDIN_UNPLUGGED exists.
+The device is "unplugged" while the file named by EDGETPU_STANDIN_UNPLUGGED exists. With EDGETPU_STANDIN_LOG,
+it appends "opened", "shared" and "closed" there as the driver is opened, handed out again and closed.
 The structs mirror tflite/core/c/common.h of google-ai-edge/LiteRT (the runtime's own ABI; only the
 fields used here and what precedes them are spelled out; the registration passed by value is padded
 with zeros, so fields a newer runtime adds read as zero).
@@ -23,10 +28,12 @@ from pathlib import Path
 
 SOURCE = r"""
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <stdbool.h>
 #include <unistd.h>
+#include <time.h>
 
 typedef struct { int size; int data[]; } IntArray;
 typedef struct { float scale; int32_t zero_point; } QuantParams;
@@ -66,8 +73,10 @@ typedef struct Registration {
     uint64_t inplace_operator;
     char reserved[64];
 } Registration;
+typedef struct { int alive, users; } Driver;  /* alive: 1 while the device answers, 0 once it went away */
+static Driver *opened;  /* the open driver, shared by every delegate until the last is destroyed */
 typedef struct Delegate {
-    void *data;  /* the "device": 1 while it answers, 0 once it went away */
+    Driver *data;
     int (*prepare)(Context *, struct Delegate *);
     void *copy_from, *copy_to, *free_handle;
     int64_t flags;
@@ -79,10 +88,28 @@ static bool unplugged(void) {
     return flag && access(flag, F_OK) == 0;
 }
 
+static void note(const char *what) {
+    const char *log = getenv("EDGETPU_STANDIN_LOG");
+    FILE *file = log ? fopen(log, "a") : 0;
+    if (file) { fprintf(file, "%s\n", what); fclose(file); }
+}
+
 static int kernel_invoke(Context *context, Node *node) {
-    Delegate *delegate = node->delegate;
-    if (unplugged()) delegate->data = 0;
-    if (!delegate->data) {
+    Driver *driver = ((Delegate *)node->delegate)->data;
+    if (unplugged()) driver->alive = 0;
+    if (!driver->alive && ABORTS_ON_UNPLUG) {
+        /* A USB Coral: the driver's event handler gets a USB error that is neither a timeout nor a cancel and
+           calls LOG(FATAL) (driver/usb/usb_driver.cc, UsbDriver::HandleEvent: "%s failed. %s"): glog writes
+           the line and aborts the process. */
+        time_t now = time(0);
+        struct tm *at = localtime(&now);
+        fprintf(stderr, "F%02d%02d %02d:%02d:%02d.000000 %6d usb_driver.cc:406] HandleEvent failed. "
+                "Failed precondition: LIBUSB_ERROR_NO_DEVICE\n*** Check failure stack trace: ***\n",
+                at->tm_mon + 1, at->tm_mday, at->tm_hour, at->tm_min, at->tm_sec, (int)getpid());
+        fflush(stderr);
+        abort();
+    }
+    if (!driver->alive) {
         context->ReportError(context, "Failed to execute request. Device not found.");
         return 1;
     }
@@ -117,25 +144,48 @@ static int prepare(Context *context, Delegate *delegate) {
 }
 
 void *tflite_plugin_create_delegate(char **keys, char **values, unsigned long n, void (*report)(const char *)) {
-    if (unplugged()) return 0;
+    if (opened) {  /* already open: handed out again before any device is looked for */
+        opened->users++;
+        note("shared");
+    } else {
+        if (unplugged()) return 0;
+        opened = calloc(1, sizeof *opened);
+        opened->alive = 1;
+        opened->users = 1;
+        note("opened");
+    }
     Delegate *delegate = calloc(1, sizeof *delegate);
-    delegate->data = (void *)1;
+    delegate->data = opened;
     delegate->prepare = prepare;
     delegate->flags = 1;  /* kTfLiteDelegateFlagsAllowDynamicTensors, as libedgetpu sets */
     return delegate;
 }
 
-void tflite_plugin_destroy_delegate(void *delegate) { free(delegate); }
+void tflite_plugin_destroy_delegate(void *delegate) {
+    /* LiteRT's Delegate.__del__ calls this even for the null delegate of a failed create; libedgetpu's
+       FreeEdgeTpuDelegateForCustomOp deletes it, a no-op for null (tflite/edgetpu_delegate_for_custom_op.cc). */
+    if (!delegate) return;
+    Driver *driver = ((Delegate *)delegate)->data;
+    if (--driver->users == 0) {
+        free(driver);
+        opened = 0;
+        note("closed");
+    }
+    free(delegate);
+}
 """
 
 
-def build_standin_edgetpu(directory: Path, answer: int) -> dict[str, str]:
-    """Builds the stand-in libedgetpu.so.1 in `directory`; its Edge TPU answers class `answer`.
-    Returns the environment that loads it and names the unplug flag (`directory / "unplugged"`)."""
+def build_standin_edgetpu(directory: Path, answer: int, bus: str = "usb") -> dict[str, str]:
+    """Builds the stand-in libedgetpu.so.1 in `directory`; its Edge TPU answers class `answer`. On the "usb" bus
+    an unplugged Coral aborts the process, as libedgetpu's USB driver does; on "pci" its invokes fail.
+    Returns the environment that loads it and names the unplug flag (`directory / "unplugged"`) and its log
+    (`directory / "driver.log"`)."""
     source = directory / "standin_edgetpu.c"
-    source.write_text(SOURCE.replace("ANSWER", str(answer)))
+    source.write_text(SOURCE.replace("ANSWER", str(answer)).replace("ABORTS_ON_UNPLUG", str(int(bus == "usb"))))
     compiler = shutil.which("gcc") or shutil.which("cc")
     assert compiler, "a C compiler is needed to build the stand-in libedgetpu"
     subprocess.run([compiler, "-shared", "-fPIC", "-O1", "-o", str(directory / "libedgetpu.so.1"), str(source)],
                    check=True)
-    return {"LD_LIBRARY_PATH": str(directory), "EDGETPU_STANDIN_UNPLUGGED": str(directory / "unplugged")}
+    return {"LD_LIBRARY_PATH": str(directory), "EDGETPU_STANDIN_UNPLUGGED": str(directory / "unplugged"),
+            "EDGETPU_STANDIN_LOG": str(directory / "driver.log")}

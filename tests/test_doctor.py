@@ -27,8 +27,8 @@ from edge_infer.service.doctor import Check, CommandResult, Host, Report
 
 FAKE_PICAMERA2 = REPO / "tests" / "fake_picamera2"
 MODEL = "mobilenet_v1_0.25_128_quant"
-ORDER = ["architecture", "python", "runtime", "numpy", "venv", "picamera2", "cameras", "groups", "coral", "board",
-         "models", "config", "mqtt", "service"]
+ORDER = ["architecture", "python", "runtime", "numpy", "venv", "picamera2", "cameras", "groups", "coral", "hailo",
+         "board", "models", "config", "mqtt", "service"]
 
 
 class FakeRunner:
@@ -353,22 +353,32 @@ def test_no_coral_is_skipped_unless_the_config_wants_one():
 
 
 def board_files(tmp_path: Path, governor: str, millidegrees: int, throttled: str) -> tuple[str, str, str]:
-    paths = tmp_path / "governor", tmp_path / "temp", tmp_path / "get_throttled"
+    """The governor and temperature files, and a root whose sysfs has a Pi 5's get_throttled (service.board)."""
+    firmware = tmp_path / "sys/devices/platform/soc@107c000000/soc@107c000000:firmware"
+    firmware.mkdir(parents=True, exist_ok=True)
+    paths = tmp_path / "governor", tmp_path / "temp", firmware / "get_throttled"
     for path, text in zip(paths, (governor, str(millidegrees), throttled), strict=True):
         path.write_text(text + "\n")
-    return str(paths[0]), str(paths[1]), str(paths[2])
+    return str(paths[0]), str(paths[1]), str(tmp_path)
 
 
 def board_check(paths: tuple[str, str, str], runner: FakeRunner | None = None) -> Check:
-    governor, thermal, throttled = paths
+    governor, thermal, root = paths
+    runner = runner or FakeRunner()
     return doctor.check_board(doctor.board.read_text(governor), doctor.board.cpu_temperature_c(thermal),
-                              doctor.read_throttled(throttled, runner or FakeRunner()))
+                              doctor.read_throttled(root, runner), doctor.read_service_throttling(runner))
+
+
+def service(status_text: str, active: str = "active") -> FakeRunner:
+    """systemctl as it answers for the running service, whose STATUS is `status_text`."""
+    return FakeRunner({"systemctl show edge-infer": said(f"ActiveState={active}\nStatusText={status_text}\n")})
 
 
 def test_a_cool_unthrottled_board_on_performance_is_ok(tmp_path: Path):
     check = board_check(board_files(tmp_path, "performance", 48312, "0"))
     assert (check.verdict, check.fix) == ("ok", None)
-    assert check.detail == "never throttled since boot; SoC 48.3 C; governor performance"
+    # Nothing about the time before now: raspberrypi-hwmon clears the firmware's "occurred" bits every 2 s.
+    assert check.detail == "not throttled now; SoC 48.3 C; governor performance"
 
 
 def test_throttling_now_fails_and_under_voltage_names_the_power_supply(tmp_path: Path):
@@ -377,10 +387,25 @@ def test_throttling_now_fails_and_under_voltage_names_the_power_supply(tmp_path:
     assert check.fix is not None and doctor.POWER_FIX in check.fix and doctor.COOLING_FIX in check.fix
 
 
-def test_throttling_since_boot_warns(tmp_path: Path):
+def test_the_occurred_bits_are_recent_not_since_boot(tmp_path: Path):
     check = board_check(board_files(tmp_path, "performance", 60000, "50000"))
-    assert check.verdict == "warn" and "since boot: under voltage, throttled" in check.detail
+    assert check.verdict == "warn" and "in the last seconds: under voltage, throttled" in check.detail
+    assert "boot" not in check.detail
     assert check.fix == doctor.POWER_FIX + "; " + doctor.COOLING_FIX
+
+
+def test_the_running_service_says_what_it_counted_since_it_started(tmp_path: Path):
+    files = board_files(tmp_path, "performance", 48312, "0")
+    counted = board_check(files, service("classifying with m on cpu; throttling since the service started: "
+                                         "under voltage 2"))
+    assert counted.verdict == "warn" and counted.fix == doctor.POWER_FIX
+    assert counted.detail == ("not throttled now; since the service started: under voltage 2; SoC 48.3 C; "
+                              "governor performance")
+    quiet = board_check(files, service("classifying with m on cpu"))
+    assert quiet.verdict == "ok" and "since the service started: none" in quiet.detail
+    stopped = board_check(files, service("classifying with m on cpu; throttling since the service started: "
+                                         "throttled 1", active="inactive"))
+    assert stopped.verdict == "ok" and "since the service started" not in stopped.detail
 
 
 def test_a_hot_board_and_a_governor_other_than_performance_warn(tmp_path: Path):
@@ -391,11 +416,11 @@ def test_a_hot_board_and_a_governor_other_than_performance_warn(tmp_path: Path):
 
 
 def test_without_sysfs_the_flags_come_from_vcgencmd_and_off_a_pi_it_skips(tmp_path: Path):
-    missing = tuple(str(tmp_path / name) for name in ("governor", "temp", "get_throttled"))
+    missing = (str(tmp_path / "governor"), str(tmp_path / "temp"), str(tmp_path))
     runner = FakeRunner({"vcgencmd get_throttled": said("throttled=0x4\n")})
-    check = board_check(missing, runner)  # type: ignore[arg-type]
+    check = board_check(missing, runner)
     assert check.verdict == "fail" and "now: throttled" in check.detail
-    assert board_check(missing).verdict == "skip"  # type: ignore[arg-type]
+    assert board_check(missing).verdict == "skip"
 
 
 # 11. models
@@ -601,21 +626,22 @@ def test_every_check_runs_in_order_against_a_stand_in_pi(models: Path, tmp_path:
     (tmp_path / "config.yaml").write_text(f"model:\n  path: {models / MODEL}.tflite\n")
     dev, sysfs = video_nodes(tmp_path, {"video0": "USB Camera"})
     (tmp_path / "device-tree-model").write_text("Raspberry Pi 4 Model B Rev 1.4\x00")
-    governor, thermal, throttled = board_files(tmp_path, "ondemand", 51000, "50000")
+    governor, thermal, board_root = board_files(tmp_path, "ondemand", 51000, "50000")
     runner = FakeRunner({"dpkg": said("armhf\n"), "/usr/bin/python3 -s": said("1.24.2\n"),
                          sys.executable: said(stderr="INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n"),
                          "systemctl is-enabled": said("enabled\n"), "systemctl is-active": said("failed\n", 3)})
     host = Host(run=runner, environ={}, prefix=venv(tmp_path, "false"),
                 dist_packages=apt_packages(tmp_path, "picamera2"), own_numpy=lambda: "2.4.6",
                 device_tree_model=str(tmp_path / "device-tree-model"), dev=dev, video4linux=sysfs,
-                usb_devices=str(tmp_path / "usb"), governor=governor, thermal=thermal, throttled=throttled,
+                usb_devices=str(tmp_path / "usb"), governor=governor, thermal=thermal, board_root=board_root,
                 uid=0, groups_of=lambda user: frozenset({"root"}) if user == "root" else None,
                 existing_groups=lambda: SYSTEM_GROUPS, edgetpu_library=lambda: False)
     report = doctor.run_checks(str(tmp_path / "config.yaml"), host)
     verdicts = {check.name: check.verdict for check in report.checks}
     assert [check.name for check in report.checks] == ORDER
     assert verdicts == {"architecture": "fail", "python": "ok", "runtime": "ok", "numpy": "warn", "venv": "fail",
-                        "picamera2": "ok", "cameras": "ok", "groups": "ok", "coral": "skip", "board": "warn",
+                        "picamera2": "ok", "cameras": "ok", "groups": "ok", "coral": "skip", "hailo": "skip",
+                        "board": "warn",
                         "models": "ok", "config": "ok", "mqtt": "skip", "service": "fail"}
     assert report.failed == 3
 

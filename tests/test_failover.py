@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -85,7 +88,7 @@ def test_a_fallback_that_cannot_load_ends_the_run_with_the_edge_tpu_error():
 def test_a_run_moves_to_the_cpu_and_back_as_the_coral_goes_and_comes(tmp_path: Path, models: Path, images: Path,
                                                                       broker: Broker):
     need("gcc")
-    env = build_standin_edgetpu(tmp_path, MACAW)
+    env = build_standin_edgetpu(tmp_path, MACAW, bus="pci")  # its invokes fail; the USB one's abort: below
     unplugged = Path(env["EDGETPU_STANDIN_UNPLUGGED"])
     unplugged.touch()  # no Coral at start: the run starts on the fallback and picks the Coral up when it comes
     config = tmp_path / "config.yaml"
@@ -136,12 +139,53 @@ def test_a_run_moves_to_the_cpu_and_back_as_the_coral_goes_and_comes(tmp_path: P
             "Device not found: running mobilenet_v1_0.5_160_quant on the CPU") in stderr
     assert stderr.count("the Edge TPU is back") == 2 and "2 time(s) on the CPU fallback" in stderr
     assert "Traceback" not in stderr
+    # Each pulled Coral's driver was closed before the next was opened; none was handed out dead.
+    assert Path(env["EDGETPU_STANDIN_LOG"]).read_text().splitlines()[:3] == ["opened", "closed", "opened"]
+
+
+# Fails over in-process while something still holds the dead classifier (as a traceback's frame or a log
+# record can), then plugs the Coral back in and tries it again.
+HELD_DEAD_CLASSIFIER = """
+import sys
+from pathlib import Path
+
+from edge_infer.pipeline.classifier import ModelConfig, load_classifier
+from edge_infer.pipeline.failover import Failover
+from edge_infer.pipeline.stages import ModelSlot
+
+models, unplugged = Path(sys.argv[1]), Path(sys.argv[2])
+coral = ModelConfig(path=str(models / "mobilenet_v1_0.5_160_quant_edgetpu.tflite"), delegate="edgetpu", num_threads=1,
+                    isolate=False)
+cpu = ModelConfig(path=str(models / "mobilenet_v1_0.5_160_quant.tflite"), num_threads=1)
+now = [0.0]
+failover = Failover(lambda path: load_classifier(coral), lambda: load_classifier(cpu), "cpu", clock=lambda: now[0])
+held = load_classifier(coral)
+slot = ModelSlot(held, None, coral.path, failover)
+unplugged.touch()
+assert not slot.invoke(held) and slot.classifier.info.backend == "cpu"
+unplugged.unlink()
+now[0] = 10.0
+slot.between_frames()
+assert slot.classifier.info.backend == "edgetpu"
+assert slot.invoke(slot.classifier)  # on a driver opened afresh, not the dead one handed back
+print("classified on the Coral again")
+"""
+
+
+def test_the_dead_interpreter_and_delegate_are_released_before_the_coral_is_retried(tmp_path: Path, models: Path):
+    need("gcc")
+    env = build_standin_edgetpu(tmp_path, MACAW, bus="pci")  # in process: a USB Coral pulled out would abort it
+    done = subprocess.run([sys.executable, "-c", HELD_DEAD_CLASSIFIER, str(models), env["EDGETPU_STANDIN_UNPLUGGED"]],
+                          capture_output=True, text=True, timeout=60, env={**os.environ, **env})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "classified on the Coral again\n"
+    assert Path(env["EDGETPU_STANDIN_LOG"]).read_text().splitlines()[:3] == ["opened", "closed", "opened"]
 
 
 def test_without_a_fallback_a_lost_coral_ends_the_run_with_the_accelerator_status(tmp_path: Path, models: Path,
                                                                                    images: Path):
     need("gcc")
-    env = build_standin_edgetpu(tmp_path, MACAW)
+    env = build_standin_edgetpu(tmp_path, MACAW, bus="pci")
     config = tmp_path / "config.yaml"
     config.write_text(f"model:\n  path: {models / 'mobilenet_v1_0.5_160_quant_edgetpu.tflite'}\n  delegate: edgetpu\n"
                       f"source:\n  type: images\n  path: {images / 'parrot.jpg'}\n  loop: true\n")

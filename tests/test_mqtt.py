@@ -118,7 +118,7 @@ def test_discovery_describes_four_sensors_and_an_event_of_one_device():
     assert len({m["unique_id"] for m in messages.values()}) == 5
     assert messages[f"{node}/backend/config"]["state_topic"] == topics["stats"]
     backend, fps = messages[f"{node}/backend/config"], messages[f"{node}/fps/config"]
-    assert backend["device_class"] == "enum" and backend["options"] == ["cpu", "edgetpu"]
+    assert backend["device_class"] == "enum" and backend["options"] == ["cpu", "edgetpu", "hailo"]
     assert backend["entity_category"] == fps["entity_category"] == "diagnostic" and "entity_category" not in label
     assert {m["origin"]["name"] for m in messages.values()} == {"edge-infer"}
 

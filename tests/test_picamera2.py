@@ -5,6 +5,7 @@ the frames go through a real model, so a wrong crop or a squeezed lores stream s
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pytest
 from conftest import ListOutput, error_lines, side_by_side
 
 from edge_infer.config import load_config
-from edge_infer.errors import SourceError
+from edge_infer.errors import ConfigError, SourceError
 from edge_infer.pipeline.classifier import ModelConfig, load_classifier
 from edge_infer.pipeline.postprocess import PostprocessConfig
 from edge_infer.pipeline.preprocess import PreprocessConfig
@@ -21,10 +22,11 @@ from edge_infer.pipeline.stages import FrameClassifier
 from edge_infer.run import open_run
 from edge_infer.sources import picamera2 as source_module
 from edge_infer.sources.base import SourceHints
-from edge_infer.sources.picamera2 import BUSY_HINT, Picamera2Config, Picamera2Source
+from edge_infer.sources.picamera2 import BUSY_HINT, CAPTURE_TIMEOUT_S, Picamera2Config, Picamera2Source
 
 FAKE = Path(__file__).parent / "fake_picamera2"
 IMX477 = {"Model": "imx477", "Id": "/base/soc/i2c0mux/i2c@1/imx477@1a"}
+IMX708 = {"Model": "imx708", "Id": "/base/axi/pcie@120000/rp1/i2c@88000/imx708@1a"}  # Camera Module 3, on a Pi 5
 WEBCAM = {"Model": "HD Pro Webcam C920", "Id": "/base/scb/pcie@7d500000/pci@0,0/usb@0,0-1:1.0-046d:082d"}
 
 
@@ -125,12 +127,65 @@ def test_a_busy_camera_says_who_may_have_it(fake):
 
 
 def test_a_camera_that_stops_sending_frames_is_a_source_error(fake, monkeypatch):
-    monkeypatch.setattr(source_module, "CAPTURE_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(source_module, "CAPTURE_TIMEOUT_S", 0.5)  # above the startup frames at 30 fps (0.27 s)
     fake(stall_after=1)
     source = Picamera2Source(Picamera2Config(), SourceHints(224, 224, "center"))
     assert source.read() is not None
-    with pytest.raises(SourceError, match=r"stopped delivering frames \(none in 0.2 s\)"):
+    with pytest.raises(SourceError, match=r"stopped delivering frames \(none in 0.5 s\)"):
         source.read()
+
+
+def test_a_slow_frame_rate_is_waited_for(fake, classify):
+    # At 0.1 fps a frame comes every 10 s, and the first after the 7 startup frames Picamera2 drops: 80 s.
+    camera_module = fake()
+    source = Picamera2Source(Picamera2Config(fps=0.1), SourceHints(224, 224, "center"))
+    assert classify(source.read()) == "macaw" and classify(source.read()) == "macaw"
+    assert source_module.capture_timeout_s(0.1, first=True) == CAPTURE_TIMEOUT_S + 100
+    assert source_module.capture_timeout_s(0.1, first=False) == CAPTURE_TIMEOUT_S + 30  # beyond 3 intervals
+    assert source_module.capture_timeout_s(None, first=True) == CAPTURE_TIMEOUT_S
+    assert camera_module.instances[0].controls["FrameRate"] == 0.1
+
+
+def test_a_camera_module_3_focuses_continuously(fake):
+    camera_module = fake(cameras=[IMX708])
+    Picamera2Source(Picamera2Config(), SourceHints(224, 224, "center"))
+    [camera] = camera_module.instances
+    # libcamera's Pi AF starts in manual at the tuning file's default lens position: it must be told.
+    assert camera.controls["AfMode"] is sys.modules["libcamera"].controls.AfModeEnum.Continuous
+    assert "LensPosition" not in camera.controls
+
+
+def test_a_fixed_focus_distance_is_a_lens_position_in_dioptres(fake):
+    camera_module = fake(cameras=[IMX708])
+    Picamera2Source(Picamera2Config(focus=0.5), SourceHints(224, 224, "center"))
+    [camera] = camera_module.instances
+    assert camera.controls["AfMode"] == 0  # AfModeManual: LensPosition is obeyed only then
+    assert camera.controls["LensPosition"] == 2.0  # 1 / 0.5 m
+
+
+def test_a_camera_without_autofocus_ignores_focus(fake, caplog):
+    camera_module = fake()  # the IMX477 (HQ camera): a manual lens, no AfMode
+    with caplog.at_level(logging.WARNING):
+        Picamera2Source(Picamera2Config(), SourceHints(224, 224, "center"))
+    assert caplog.messages == []
+    assert "AfMode" not in camera_module.instances[0].controls  # Picamera2 would refuse it (not advertised)
+    with caplog.at_level(logging.WARNING):
+        source = Picamera2Source(Picamera2Config(focus=0.3), SourceHints(224, 224, "center"))
+        source.read()
+    assert caplog.messages == ["picamera2 camera 0 (imx477) has no focus control (AfMode): focus: 0.3 is ignored"]
+    assert not {"AfMode", "LensPosition"} & set(camera_module.instances[1].controls)
+
+
+def test_focus_is_auto_or_a_distance_in_metres(tmp_path: Path):
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text("source: {type: picamera2, focus: 1.5}\n")
+    assert load_config(str(config_file)).source.options.focus == 1.5
+    config_file.write_text("source: {type: picamera2}\n")
+    assert load_config(str(config_file)).source.options.focus == "auto"
+    for wrong, why in (("near", "expected one of auto or a number"), ("0", "must be at least 0.01")):
+        config_file.write_text(f"source: {{type: picamera2, focus: {wrong}}}\n")
+        with pytest.raises(ConfigError, match=why):
+            load_config(str(config_file))
 
 
 def test_a_camera_that_fails_to_start_is_closed(fake):

@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 from conftest import REPO, NotifySocket, need
 
+from edge_infer.service.board import parse_events
 from edge_infer.service.systemd import SystemdNotifier
-from edge_infer.values import Class, Classification, Timing
+from edge_infer.values import BoardHealth, Class, Classification, Timing
 
 UNIT = REPO / "systemd" / "edge-infer.service"
 DEPLOY = REPO / "deploy.sh"
@@ -72,6 +73,31 @@ def test_watchdog_pings_stop_when_frames_stop(tmp_path):
         now[0] = t
         notifier.publish(result())
     assert notify.drain(0.2) == ["READY=1\nSTATUS=classifying with m on cpu", "WATCHDOG=1", "WATCHDOG=1", "WATCHDOG=1"]
+
+
+def test_throttling_the_board_reports_goes_into_the_status(tmp_path):
+    # The notifier reads the board every 2 s (raspberrypi-hwmon's poll period) and says new counts in STATUS,
+    # where `systemctl status` and doctor find them.
+    notify = NotifySocket(tmp_path / "notify")
+    now, events = [0.0], [{"under_voltage": 0, "throttled": 0}]
+    reads: list[float] = []
+
+    def board() -> BoardHealth:
+        reads.append(now[0])
+        return BoardHealth(50.0, {}, dict(events[0]))
+
+    notifier = SystemdNotifier(notify.path, watchdog_interval_s=None, clock=lambda: now[0], board=board)
+    notifier.publish(result())
+    for now[0], events[0] in ((1.0, {"under_voltage": 1, "throttled": 0}), (2.5, {"under_voltage": 1, "throttled": 0}),
+                              (4.5, {"under_voltage": 2, "throttled": 1}), (6.5, {"under_voltage": 2, "throttled": 1})):
+        notifier.keepalive()
+    assert reads == [0.0, 2.5, 4.5, 6.5]
+    said = notify.drain(0.2)
+    status = "STATUS=classifying with m on cpu"
+    assert said == [f"READY=1\n{status}", f"{status}; throttling since the service started: under voltage 1",
+                    f"{status}; throttling since the service started: under voltage 2, throttled 1"]
+    assert parse_events(said[-1].removeprefix("STATUS=")) == {"under_voltage": 2, "frequency_capped": 0,
+                                                              "throttled": 1, "soft_temperature_limit": 0}
 
 
 def test_watchdog_is_off_for_another_pid():
@@ -185,6 +211,20 @@ def test_the_caps_hold_with_the_live_view_busy(tmp_path: Path, models: Path, ima
     threads, rss, fds = most
     assert threads <= limits["TasksMax"] / 2 and fds <= limits["LimitNOFILE"] / 2, most
     assert rss <= limits["MemoryMax"] / 2, most
+
+
+def test_unit_allows_the_mailbox_vcgencmd_opens():
+    # vcgencmd opens /dev/vcio_gencmd, else /dev/vcio, read-only (raspberrypi/utils vcgencmd/vcgencmd.c, mbox_open).
+    allowed = re.findall(r"^DeviceAllow=(\S+) (\w+)$", UNIT.read_text(), re.M)
+    assert ("/dev/vcio_gencmd", "r") in allowed and ("/dev/vcio", "r") in allowed
+    assert not [device for device, _ in allowed if "vchiq" in device]
+
+
+def test_unit_allows_the_hailo_read_write():
+    # HailoRT opens /dev/hailo0 read-write (hailo-ai/hailort-drivers linux/pcie/src/pcie.c names it "hailo%d").
+    allowed = re.findall(r"^DeviceAllow=(\S+) (\w+)$", UNIT.read_text(), re.M)
+    assert ("/dev/hailo0", "rw") in allowed
+    assert re.search(r"^DevicePolicy=closed$", UNIT.read_text(), re.M)  # the allow-list is what lets it through
 
 
 def test_unit_keeps_config_errors_from_restarting():
@@ -335,6 +375,59 @@ def test_uninstall_keeps_config_and_models_unless_purged(tmp_path: Path, install
     done = deploy("--root", str(root), "--uninstall", "--purge")
     assert done.returncode == 0
     assert not (root / "etc/edge-infer").exists() and not (root / "var/lib/edge-infer").exists()
+
+
+# Stand-ins for apt: apt-cache knows a package only once `apt-get update` has fetched the lists (APT_LISTS),
+# and then only those in APT_KNOWN; dpkg-query says the packages in APT_INSTALLED are installed.
+APT_STAND_INS = {
+    "apt-cache": 'echo "apt-cache $*" >> "$APT_LOG"\n'
+                 '[ -e "$APT_LISTS" ] && case " $APT_KNOWN " in *" $2 "*) exit 0 ;; esac\n'
+                 'echo "E: No packages found" >&2\nexit 100\n',
+    "apt-get": 'echo "apt-get $*" >> "$APT_LOG"\n[ "$1" != update ] || touch "$APT_LISTS"\n',
+    "dpkg-query": 'case " $APT_INSTALLED " in *" $3 "*) printf "install ok installed" ;; esac\n',
+}
+
+
+BASE_PACKAGES = "python3 python3-venv python3-pip ca-certificates curl"
+
+
+def apt_calls(tmp_path: Path, lists: bool, known: str, installed: str = BASE_PACKAGES) -> tuple[list[str], str]:
+    """deploy.sh's install_apt_packages, run on its own against the stand-ins: the apt calls, and what it said."""
+    stand_ins = tmp_path / "bin"
+    stand_ins.mkdir(exist_ok=True)
+    for name, body in APT_STAND_INS.items():
+        (stand_ins / name).write_text("#!/bin/sh\n" + body)
+        (stand_ins / name).chmod(0o755)
+    log, lists_file = tmp_path / "apt.log", tmp_path / "lists"
+    log.unlink(missing_ok=True)
+    lists_file.unlink(missing_ok=True)
+    if lists:
+        lists_file.touch()
+    found = re.search(r"^install_apt_packages\(\) \{$.*?^\}$", DEPLOY.read_text(), re.M | re.S)
+    assert found, "deploy.sh has no install_apt_packages"
+    script = ('on_system() { return 0; }\nsay() { echo "deploy.sh: $*"; }\nstep() { shift; "$@" || exit 1; }\n'
+              + found.group(0) + "\ninstall_apt_packages\n")
+    done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30,
+                          env={**os.environ, "PATH": f"{stand_ins}:{os.environ['PATH']}", "APT_LOG": str(log),
+                               "APT_LISTS": str(lists_file), "APT_KNOWN": known, "APT_INSTALLED": installed})
+    assert done.returncode == 0, done.stderr
+    return log.read_text().splitlines(), done.stdout
+
+
+def test_deploy_updates_the_package_lists_before_calling_a_package_missing(tmp_path: Path):
+    # A fresh Raspberry Pi OS image: no lists yet, so apt-cache knows no python3-picamera2 until apt-get update.
+    calls, said = apt_calls(tmp_path, lists=False, known="python3-picamera2")
+    assert calls == ["apt-cache show python3-picamera2", "apt-get update", "apt-cache show python3-picamera2",
+                     "apt-get install -y --no-install-recommends python3-picamera2"]
+    assert "not available" not in said
+    # Plain Debian: still unknown after the update, and only then called so.
+    calls, said = apt_calls(tmp_path, lists=False, known="")
+    assert calls == ["apt-cache show python3-picamera2", "apt-get update", "apt-cache show python3-picamera2"]
+    assert "python3-picamera2 is not available from apt here" in said
+    # Lists that know it, and everything installed: no update at all, as a second run must change nothing.
+    everything = BASE_PACKAGES + " python3-picamera2"
+    calls, _ = apt_calls(tmp_path, lists=True, known="python3-picamera2", installed=everything)
+    assert calls == ["apt-cache show python3-picamera2", "apt-cache show python3-picamera2"]
 
 
 def test_deploy_rejects_unknown_options():

@@ -742,13 +742,15 @@ def test_metrics_carry_the_board_the_source_and_mqtt():
     status = RunStatus('model "x"\\y', "cpu", FrameCounts(frames=7, dropped_frames=3, output_errors=1, fps=12.5,
                                                           uptime_s=4.2),
                        source=SourceHealth("reconnecting", 1, 2.0, 2.0),
-                       board=BoardHealth(61.3, {"under_voltage": True, "throttled": False}))
+                       board=BoardHealth(61.3, {"under_voltage": True, "throttled": False},
+                                         {"under_voltage": 4, "throttled": 0}))
     text = render_metrics(status, Histogram((0.01,)), False, 2)
     samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
                for family in text_string_to_metric_families(text) for s in family.samples}
     assert samples[("edge_infer_cpu_temperature_celsius", ())] == 61.3
     assert samples[("edge_infer_throttled", (("flag", "under_voltage"),))] == 1
     assert samples[("edge_infer_throttled", (("flag", "throttled"),))] == 0
+    assert samples[("edge_infer_throttle_events_total", (("condition", "under_voltage"),))] == 4
     assert samples[("edge_infer_source_up", ())] == 0
     assert samples[("edge_infer_mqtt_connected", ())] == 0
     assert samples[("edge_infer_stream_viewers", ())] == 2

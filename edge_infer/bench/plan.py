@@ -1,4 +1,8 @@
-"""What a bench run measures: the models, thread counts and delegates, as one task per worker process."""
+"""What a bench run measures: the models, thread counts and delegates, as one task per worker process.
+
+Edge TPU builds (*_edgetpu.tflite) are measured on the Coral where libedgetpu is installed, HEFs (*.hef) on the Hailo
+where HailoRT's Python API is; each once, at the first thread count (the accelerator does the work).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from typing import Any, Literal
 from ..errors import ConfigError
 from ..models.files import model_dirs, resolve_model
 from ..models.runtime import edgetpu_library_present, usable_cores
+from ..pipeline.hailo import hailo_platform_present
 
 
 @dataclass(frozen=True)
@@ -30,7 +35,7 @@ class Task:
 
     model: str  # a path
     threads: int
-    delegate: Literal["cpu", "edgetpu"]
+    delegate: Literal["cpu", "edgetpu", "hailo"]
     reference: bool
     warmup: int
     runs: int
@@ -40,7 +45,7 @@ class Task:
 
     @property
     def name(self) -> str:
-        return Path(self.model).name.removesuffix(".tflite")
+        return Path(self.model).name.removesuffix(".tflite").removesuffix(".hef")
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -55,31 +60,39 @@ def default_threads() -> tuple[int, ...]:
 
 
 def find_models(arguments: list[str], models_dir: str | None) -> list[str]:
-    """Names, paths or directories; none given: every MobileNet in the model directories."""
+    """Names, paths or directories; none given: every MobileNet (.tflite, and .hef for the Hailo) in the model
+    directories."""
     if not arguments:
         arguments = [str(d) for d in model_dirs(models_dir) if d.is_dir()]
     found: list[str] = []
     for argument in arguments:
         path = Path(argument).expanduser()
         if path.is_dir():
-            found += sorted(str(p) for p in path.glob("*mobilenet*.tflite"))
+            found += sorted(str(p) for pattern in ("*mobilenet*.tflite", "*mobilenet*.hef") for p in path.glob(pattern))
         else:
             found.append(str(resolve_model(argument, models_dir)))
     if not found:
-        raise ConfigError("no models to benchmark: name them, or put mobilenet*.tflite files in "
+        raise ConfigError("no models to benchmark: name them, or put mobilenet*.tflite (or .hef) files in "
                           f"{', '.join(map(str, model_dirs(models_dir)))} (edge-infer models pull NAME)")
     return list(dict.fromkeys(found))
 
 
+def delegate_of(model: str) -> Literal["cpu", "edgetpu", "hailo"]:
+    if model.endswith(".hef"):
+        return "hailo"
+    return "edgetpu" if model.endswith("_edgetpu.tflite") else "cpu"
+
+
 def tasks(plan: BenchPlan) -> list[Task]:
-    """Every (model, threads, delegate) to measure; Edge TPU models only where the Edge TPU library is."""
-    has_edgetpu = edgetpu_library_present()
+    """Every (model, threads, delegate) to measure; accelerator models only where their library is."""
+    present = {"cpu": True, "edgetpu": edgetpu_library_present(), "hailo": hailo_platform_present()}
     out = []
     for model in plan.models:
-        compiled = model.endswith("_edgetpu.tflite")
-        if compiled and not has_edgetpu:
+        delegate = delegate_of(model)
+        if not present[delegate]:
             continue
+        compiled = delegate != "cpu"
         for threads in (plan.threads if not compiled else plan.threads[:1]):
-            out.append(Task(model, threads, "edgetpu" if compiled else "cpu", plan.reference and not compiled,
+            out.append(Task(model, threads, delegate, plan.reference and not compiled,
                             plan.warmup, plan.runs, plan.frames, plan.seconds, plan.source))
     return out

@@ -19,7 +19,7 @@ from .arguments import numbers
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     bench = commands.add_parser("bench", help="measure FPS and latency per model, thread count and delegate")
     bench.add_argument("models", nargs="*", metavar="MODEL", help="names, paths or directories (default: every "
-                       "mobilenet*.tflite in the model directories)")
+                       "mobilenet*.tflite, and *.hef where HailoRT is, in the model directories)")
     bench.add_argument("--models-dir")
     bench.add_argument("--threads", help="comma-separated thread counts (default: 1 and all cores)")
     bench.add_argument("--runs", type=int, help="timed invokes per configuration (default 200; --quick 40)")

@@ -35,7 +35,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     tune.add_argument("--min-top1", type=float, help="published ImageNet top-1 %% at least")
     tune.add_argument("--margin", type=float, default=0.15, help="beat the target by this fraction (default 0.15)")
     tune.add_argument("models", nargs="*", metavar="MODEL", help="names, paths or directories (default: every "
-                      "mobilenet*.tflite in the model directories)")
+                      "mobilenet*.tflite, and *.hef where HailoRT is, in the model directories)")
     tune.add_argument("--models-dir")
     tune.add_argument("--pull", action="store_true", help="first download the zoo's quantized MobileNets "
                       "(the V1 width x resolution grid and V2) into the model directory")
@@ -52,7 +52,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def pull_candidates(models_dir: str | None) -> None:
     directory = pull_dir(models_dir)
     for entry in build_manifest():
-        if entry.input_type == "uint8" and not entry.edgetpu and entry.top1 is not None:
+        if entry.kind == "uint8" and entry.top1 is not None:  # the CPU's quantized models (no Edge TPU, no HEF)
             pull(entry, directory, None, progress_bar(entry.name))
 
 

@@ -14,6 +14,10 @@ from ..errors import ModelError
 # Per user, then system-wide (where deploy.sh puts the service's models).
 SYSTEM_MODEL_DIR = "/var/lib/edge-infer/models"
 EDGETPU_OP = b"edgetpu-custom-op"
+# A HEF (Hailo Executable Format) starts with HEADER_MAGIC 0x01484546, big-endian (hailo-ai/hailort
+# libhailort/src/hef/hef_internal.hpp, read by hef.cpp parse_hef_header_before_distinct with BYTE_ORDER__htonl).
+HEF_MAGIC = b"\x01HEF"
+MODEL_SUFFIXES = (".tflite", ".hef")
 
 
 def user_model_dir(environ: Mapping[str, str] = os.environ) -> Path:
@@ -39,7 +43,8 @@ def pull_dir(explicit: str | None) -> Path:
 
 
 def resolve_model(name: str, models_dir: str | None) -> Path:
-    """A path as given, or a name (with or without .tflite) found in the model directories."""
+    """A path as given, or a name (with or without .tflite, or .hef for a Hailo model) found in the model
+    directories."""
     given = Path(name).expanduser()
     if given.is_file():
         return given
@@ -47,7 +52,7 @@ def resolve_model(name: str, models_dir: str | None) -> Path:
         raise ModelError(f"model file '{name}' does not exist")
     searched = model_dirs(models_dir)
     for directory in searched:
-        for candidate in (directory / name, directory / f"{name}.tflite"):
+        for candidate in (directory / name, *(directory / f"{name}{suffix}" for suffix in MODEL_SUFFIXES)):
             if candidate.is_file():
                 return candidate
     raise ModelError(f"model '{name}' not found in {', '.join(map(str, searched))}: "
@@ -61,7 +66,7 @@ class ModelFile:
 
     @property
     def name(self) -> str:
-        return self.path.name.removesuffix(".tflite")
+        return self.path.name.removesuffix(".tflite").removesuffix(".hef")
 
     @property
     def needs_edgetpu(self) -> bool:
@@ -78,9 +83,26 @@ def read_model(path: Path) -> ModelFile:
         content = path.read_bytes()
     except OSError as exc:
         raise ModelError(f"cannot read model '{path}': {exc.strerror}") from exc
+    if content[:4] == HEF_MAGIC:
+        raise ModelError(f"'{path}' is a Hailo model (HEF), not a TFLite model: it runs on a Hailo AI Kit or AI HAT+ "
+                         "with model.delegate: hailo")
     # Every TFLite flatbuffer carries the file identifier "TFL3" at byte offset 4.
     if content[4:8] != b"TFL3":
         raise ModelError(f"'{path}' is not a TFLite model (corrupt, truncated, or another format)")
+    return ModelFile(path, content)
+
+
+def read_hef(path: Path) -> ModelFile:
+    """A HEF for the Hailo: its bytes, once they start as a HEF does (HailoRT parses the rest)."""
+    try:
+        content = path.read_bytes()
+    except OSError as exc:
+        raise ModelError(f"cannot read model '{path}': {exc.strerror}") from exc
+    if content[4:8] == b"TFL3":
+        raise ModelError(f"'{path}' is a TFLite model: the Hailo runs HEF files compiled by Hailo's Dataflow Compiler "
+                         "(edge-infer models list shows the Hailo Model Zoo's MobileNets), or set model.delegate: cpu")
+    if content[:4] != HEF_MAGIC:
+        raise ModelError(f"'{path}' is not a Hailo HEF (corrupt, truncated, or another format)")
     return ModelFile(path, content)
 
 

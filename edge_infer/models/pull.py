@@ -27,7 +27,7 @@ from typing import Any, BinaryIO, TextIO
 from urllib.parse import urlsplit
 
 from ..errors import ModelError
-from .files import pull_dir, replacing, resolve_model
+from .files import HEF_MAGIC, pull_dir, replacing, resolve_model
 from .zoo import ModelEntry, build_manifest, find_entry
 
 log = logging.getLogger(__name__)
@@ -98,7 +98,7 @@ def check_recorded(model: Path, digest: str | None = None) -> None:
         return
     digest = digest or sha256_of(model)
     if digest != expected:
-        name = model.name.removesuffix(".tflite")
+        name = model.name.removesuffix(".tflite").removesuffix(".hef")
         was = f"the {expected[:12]}..." if re.fullmatch(r"[0-9a-f]{64}", expected) else "the (damaged) sha256"
         raise ModelError(f"'{model}' changed since it was downloaded (sha256 {digest[:12]}..., not {was} recorded "
                          f"in {record_path(model).name}): if you replaced it on purpose, delete "
@@ -303,6 +303,11 @@ def verify(temp: Path, entry: ModelEntry, source: str, digest: str, from_archive
         return
     with temp.open("rb") as f:
         header = f.read(8)
+    if entry.hailo:  # a HEF: HailoRT parses it on the Hailo only; here it must at least begin as one
+        if header[:4] != HEF_MAGIC:
+            raise UnsafeDownload(f"{source} sent {temp.stat().st_size:,} bytes that are not a Hailo HEF (an error "
+                                 "page, or the wrong file?); deleted it")
+        return
     if header[4:8] != b"TFL3":  # every TFLite flatbuffer carries its identifier there
         raise UnsafeDownload(f"{source} sent {temp.stat().st_size:,} bytes that are not a TFLite model (an error "
                              "page, or the wrong file?); deleted it")
@@ -312,7 +317,7 @@ def verify(temp: Path, entry: ModelEntry, source: str, digest: str, from_archive
 
 def pull(entry: ModelEntry, models_dir: Path, mirror: str | None = None, progress: Progress | None = None, *,
          allow_insecure: bool = False) -> bool:
-    """Put entry's .tflite into models_dir; False when a valid copy was already there.
+    """Put entry's .tflite (a Hailo entry's .hef) into models_dir; False when a valid copy was already there.
 
     A mirror (a directory or a base URL) holds the .tflite files by name and replaces the internet
     source. The file appears under its final name only once complete and verified: a crash or a

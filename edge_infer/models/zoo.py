@@ -21,6 +21,11 @@ Every entry is checked against a hash its publisher or an upstream manifest stat
   files have nothing to be checked against: pull.py asks for https (or a local directory), a TFLite
   model that the interpreter loads, and records the sha256 for every later use.
 Where each hash comes from is said beside it.
+
+The Hailo entries (HAILO_ZOO) are HEFs, not TFLite: the Hailo Model Zoo's MobileNets compiled for the Hailo-8 and the
+Hailo-8L. Hailo publishes no hash of its HEFs (its tables link bare https URLs on S3), so they are pulled as the
+unpinned entries are: over https only, the file must begin as a HEF does, and the sha256 recorded at download
+guards it from then on.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ TF_V1_QUANT = "https://storage.googleapis.com/download.tensorflow.org/models/mob
 TF_V1_FLOAT = "https://storage.googleapis.com/download.tensorflow.org/models/mobilenet_v1_2018_02_22"
 TF_V2 = "https://storage.googleapis.com/download.tensorflow.org/models/tflite_11_05_08"
 CORAL = "https://github.com/google-coral/test_data/raw/master"
+HAILO = "https://hailo-model-zoo.s3.eu-west-2.amazonaws.com/ModelZoo/Compiled/v2.18.0"
 # The fastest MobileNet of the best published top-1 on a CPU (the README's bench table: the same V2
 # as mobilenet_v2_1.0_224_quant, whose top-1 Coral lists as equal, at about half the invoke time).
 DEFAULT_MODEL = "tf2_mobilenet_v2_1.0_224_ptq"
@@ -45,7 +51,7 @@ MAX_ARCHIVE_BYTES = 256 << 20
 
 @dataclass(frozen=True)
 class ModelEntry:
-    name: str  # the file is <name>.tflite
+    name: str  # the file is <name>.tflite (<name>.hef for a Hailo entry)
     arch: str  # mobilenet_v1 / mobilenet_v2
     alpha: float  # width multiplier
     resolution: int  # input side; 224 * rho
@@ -61,10 +67,17 @@ class ModelEntry:
     git_blob: str | None = None  # the .tflite's git object id in the publisher's repository, where known
     max_bytes: int = MAX_MODEL_BYTES  # the .tflite
     max_archive_bytes: int = MAX_ARCHIVE_BYTES  # the .tgz at `url`
+    hailo: str | None = None  # the chip a HEF is compiled for ("hailo8", "hailo8l"); None: a TFLite model
+    fps: float | None = None  # published frames per second on that chip (batch size 1)
 
     @property
     def file_name(self) -> str:
-        return f"{self.name}.tflite"
+        return f"{self.name}.hef" if self.hailo else f"{self.name}.tflite"
+
+    @property
+    def kind(self) -> str:
+        """What runs it: the input type for the CPU, else the accelerator (edgetpu, hailo8, hailo8l)."""
+        return self.hailo or ("edgetpu" if self.edgetpu else self.input_type)
 
     def published(self, digest: str) -> bool | None:
         """Whether a file with sha256 `digest` is this entry's published file; None where no sha256 is known.
@@ -157,8 +170,37 @@ TF_ARCHIVE_SHA256 = {
 V2_FLOAT_SHA256 = "9f3bc29e38e90842a852bfed957dbf5e36f2d97a91dd17736b1e5c0aca8d3303"
 
 
+# The Hailo Model Zoo's MobileNets for the Hailo-8 and Hailo-8L, from its tables at tag v2.18 (2026-03-02, the
+# branch for those chips, compiled with Dataflow Compiler 3.33.0 for HailoRT 4.23.0: hailo-ai/hailo_model_zoo
+# docs/public_models/HAILO8/HAILO8_classification.rst and HAILO8L/HAILO8L_classification.rst, README.rst's badges):
+# network -> (arch, alpha, its "Hardware Accuracy (top1)" %, "OPS (G)", "Params (M)"), and per chip its
+# "FPS (Batch Size=1)". MACs are half the published OPS (a multiply-accumulate is two operations): 570 M for V1,
+# against TensorFlow's 569 M. Every network takes 224x224x3 uint8 RGB with the normalization inside
+# (cfg/base/mobilenet.yaml, normalize_in_net) and has 1001 outputs, background first (evaluation labels_offset: 1).
+HAILO_NETWORKS = {
+    "mobilenet_v1": ("mobilenet_v1", 1.0, 70.3, 1.14, 4.22),
+    "mobilenet_v2_1.0": ("mobilenet_v2", 1.0, 70.9, 0.62, 3.49),
+    "mobilenet_v2_1.4": ("mobilenet_v2", 1.4, 73.3, 1.18, 6.09),
+}
+HAILO_FPS = {
+    "hailo8": {"mobilenet_v1": 3305, "mobilenet_v2_1.0": 2597, "mobilenet_v2_1.4": 1652},
+    "hailo8l": {"mobilenet_v1": 2565, "mobilenet_v2_1.0": 1738, "mobilenet_v2_1.4": 1098},
+}
+
+
+def hailo_entries() -> list[ModelEntry]:
+    """<arch>_<alpha>_224_<chip>, e.g. mobilenet_v2_1.0_224_hailo8l.hef: the Hailo Model Zoo's HEF for that chip."""
+    entries = []
+    for chip, fps in HAILO_FPS.items():
+        for network, (arch, alpha, top1, ops_g, params) in HAILO_NETWORKS.items():
+            entries.append(ModelEntry(f"{arch}_{alpha_text(alpha)}_224_{chip}", arch, alpha, 224, "uint8",
+                                      f"{HAILO}/{chip}/{network}.hef", None, None, top1, round(ops_g * 1000 / 2),
+                                      params, hailo=chip, fps=fps[network]))
+    return entries
+
+
 def alpha_text(alpha: float) -> str:
-    return {1.0: "1.0", 0.75: "0.75", 0.5: "0.5", 0.25: "0.25"}[alpha]
+    return {1.4: "1.4", 1.0: "1.0", 0.75: "0.75", 0.5: "0.5", 0.25: "0.25"}[alpha]
 
 
 @functools.cache
@@ -206,20 +248,21 @@ def build_manifest() -> tuple[ModelEntry, ...]:
                    f"{CORAL}/tf2_mobilenet_v1_1.0_224_ptq_edgetpu.tflite", None, None, V1_TABLE[(1.0, 224)][3], 569,
                    4.24, edgetpu=True, git_blob=CORAL_GIT_BLOB["tf2_mobilenet_v1_1.0_224_ptq_edgetpu"]),
     ]
-    return tuple(entries)
+    return tuple(entries + hailo_entries())
 
 
 def find_entry(manifest: tuple[ModelEntry, ...], name: str) -> ModelEntry | None:
-    name = name.removesuffix(".tflite")
+    name = name.removesuffix(".tflite").removesuffix(".hef")
     return next((entry for entry in manifest if entry.name == name), None)
 
 
 def close_matches(manifest: tuple[ModelEntry, ...], name: str) -> list[str]:
-    return difflib.get_close_matches(name.removesuffix(".tflite"), [e.name for e in manifest], n=4, cutoff=0.6)
+    return difflib.get_close_matches(name.removesuffix(".tflite").removesuffix(".hef"), [e.name for e in manifest], n=4,
+                                     cutoff=0.6)
 
 
 def redownload_hint(name: str) -> str:
     """How to get a good copy of a damaged model file back."""
     if find_entry(build_manifest(), name) is not None:
-        return f"re-download it (edge-infer models pull {name.removesuffix('.tflite')})"
+        return f"re-download it (edge-infer models pull {name.removesuffix('.tflite').removesuffix('.hef')})"
     return "copy it again from where it came from"

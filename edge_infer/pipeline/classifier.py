@@ -32,15 +32,18 @@ LIBEDGETPU_MISMATCH_HINT = ("the libedgetpu installed is probably built for anot
 
 @dataclass(frozen=True)
 class ModelConfig:
-    path: str = field(default=DEFAULT_MODEL, metadata={"min_length": 1})  # a .tflite path, or a model name
+    path: str = field(default=DEFAULT_MODEL, metadata={"min_length": 1})  # a .tflite (.hef) path, or a model name
     models_dir: str | None = None
     labels: str | None = None  # labels file; default: the labels inside the model's metadata
     num_threads: int | None = field(default=None, metadata={"min": 1})  # None: every usable core
-    delegate: Literal["cpu", "edgetpu"] = "cpu"
+    delegate: Literal["cpu", "edgetpu", "hailo"] = "cpu"  # hailo: a .hef on a Hailo-8/8L (pipeline/hailo.py)
     edgetpu_device: str = field(default="", metadata={"pattern": r"((usb|pci)(:\d+)?)?",
                                                       "pattern_help": "empty, usb, usb:N, pci or pci:N"})
-    # CPU model to run when the Edge TPU cannot be used
+    # CPU model to run when the accelerator (Edge TPU, Hailo) cannot be used
     fallback_model: str | None = field(default=None, metadata={"min_length": 1})
+    # The interpreter in a worker process, so a native library that aborts takes only the worker down:
+    # auto: with an accelerator (libedgetpu aborts on a USB error), true: the CPU too, false: never.
+    isolate: bool | Literal["auto"] = "auto"
 
 
 @dataclass(frozen=True)
@@ -49,7 +52,7 @@ class LoadedModel:
 
     name: str
     path: str
-    backend: str  # "cpu" or "edgetpu"
+    backend: str  # "cpu", "edgetpu" or "hailo"
     runtime: str
     threads: int
     input: TensorSpec
@@ -88,10 +91,31 @@ class Classifier:
     def read_scores(self, out: np.ndarray) -> np.ndarray:
         return dequantize(self._output_view()[0], self.info.output.scale, self.info.output.zero_point, out)
 
+    def raw_scores(self) -> np.ndarray:
+        """The output tensor as the model wrote it (quantized); drop it before invoke()."""
+        return self._output_view()[0]
+
+    def close(self) -> None:
+        """Drop the interpreter now, and with it its delegates (the interpreter holds them; LiteRT's
+        Interpreter.__del__ frees itself before them, and Delegate.__del__ calls the library's
+        tflite_plugin_destroy_delegate), however long something else keeps this object. Using it after is an
+        AttributeError. For a dead Edge TPU, before the Coral is tried again: libedgetpu hands a new delegate
+        the driver still open for a device of the same type (google-coral/libedgetpu
+        tflite/edgetpu_manager_direct.cc, OpenDeviceInternal and TryMatchDriverWrapper), i.e. the dead one."""
+        del self._input_view, self._output_view, self._interpreter  # the views' functions hold it too
+
 
 def load_classifier(config: ModelConfig, runtime: Runtime | None = None) -> Classifier:
-    """Find, check and load exactly the configured model, on the Edge TPU if asked: an Edge TPU that cannot be
-    used raises RuntimeUnavailableError (the fallback is ModelSelection's to choose)."""
+    """Find, check and load exactly the configured model, on the Edge TPU or the Hailo if asked: an accelerator that
+    cannot be used raises RuntimeUnavailableError (the fallback is ModelSelection's to choose)."""
+    if should_isolate(config):
+        from .worker import IsolatedClassifier  # the worker process loads this module again, with isolate false
+
+        return IsolatedClassifier(config)
+    if config.delegate == "hailo":
+        from .hailo import load_hailo_classifier  # HailoRT, not LiteRT: nothing of the TFLite path applies
+
+        return load_hailo_classifier(config)
     runtime = runtime or load_runtime()
     model = read_model(resolve_model(config.path, config.models_dir))
     threads = config.num_threads or usable_cores()
@@ -105,10 +129,17 @@ def load_classifier(config: ModelConfig, runtime: Runtime | None = None) -> Clas
     return classifier_on(runtime, model, config, threads, [])
 
 
+def should_isolate(config: ModelConfig) -> bool:
+    return config.isolate is True or (config.isolate == "auto" and config.delegate != "cpu")
+
+
 def classifier_on(runtime: Runtime, model: ModelFile, config: ModelConfig, threads: int,
                   delegates: list[Any]) -> Classifier:
     if delegates and not model.needs_edgetpu:
         log.warning("model %s is not compiled for the Edge TPU: it will run on the CPU", model.name)
+    if packed_info(model).get("extractor"):  # `models build --extractor`: an embedding, no classes
+        raise ModelError(f"'{model.path}' is an embedding extractor, not a classifier: teach it your classes with "
+                         f"edge-infer teach train DATASET --base {model.path} --output FILE.tflite")
     check_model(model, runtime.name)  # before this process trusts the file to native code
     interpreter = create_interpreter(runtime, model, threads, delegates)
     # Only a model compiled by edgetpu_compiler runs on the Edge TPU; the delegate leaves any other on the CPU.

@@ -1,10 +1,11 @@
 """Which models a run uses, decided in one place.
 
-`ModelSelection` owns the configured model, the Edge TPU fallback, the thermal guard's ladder and
+`ModelSelection` owns the configured model, the accelerator's fallback, the thermal guard's ladder and
 each region's own model: each is resolved and fetched once, at start (a missing fallback or ladder
-model is found now, not when the Coral fails or the board is hot). It opens one interpreter per
+model is found now, not when the Coral or the Hailo fails or the board is hot). It opens one interpreter per
 distinct model file (a `ModelSlot`), shared by every camera and region that names it; the configured
-model's slot is the one the thermal guard steps and the Edge TPU failover moves.
+model's slot is the one the thermal guard steps and the accelerator failover moves (the Edge TPU's or the
+Hailo's: any model.delegate but cpu, with model.fallback_model set).
 `load_classifier` loads exactly what it is asked for; falling back is decided here.
 """
 
@@ -52,7 +53,7 @@ class ModelSelection:
         """The slots, keyed by the model name each region gives (None: model.path)."""
         model = self.model
         self._fetch(model.path)
-        if model.delegate == "edgetpu" and model.fallback_model:
+        if model.delegate != "cpu" and model.fallback_model:
             try:
                 self._fetch(model.fallback_model)
             except ModelError as exc:
@@ -92,23 +93,28 @@ class ModelSelection:
         self._by_file = {key: slot for key, slot in self._by_file.items() if id(slot) in kept}
 
     def region_model(self, path: Path) -> ModelConfig:
-        """A region's own model runs where it was compiled for: an Edge TPU build on the Coral, every other on
-        the CPU; it has no fallback of its own to fail over to."""
-        delegate = self.model.delegate if path.stem.endswith("_edgetpu") else "cpu"
+        """A region's own model runs where it was compiled for: an Edge TPU build on the Coral, a HEF on the Hailo,
+        every other on the CPU; it has no fallback of its own to fail over to."""
+        delegate = "cpu"
+        if path.suffix == ".hef":
+            delegate = "hailo"
+        elif path.stem.endswith("_edgetpu") and self.model.delegate == "edgetpu":
+            delegate = "edgetpu"
         return replace(self.model, path=str(path), delegate=delegate, fallback_model=None)
 
     def _open_configured(self) -> ModelSlot:
-        """The configured model on its delegate; on the Edge TPU, the fallback when the Coral cannot be used."""
+        """The configured model on its delegate; on an accelerator, the fallback when it cannot be used."""
         model = self.model
         fallback = self._fallback_config()
         try:
             classifier = load_classifier(model)
             lost_at_start = False
         except RuntimeUnavailableError as exc:  # no library, no device, or a library that cannot run the model
-            if model.delegate != "edgetpu":
+            if model.delegate == "cpu":
                 raise
             if fallback is None:
-                cpu_twin = read_model(resolve_model(model.path, model.models_dir)).cpu_twin
+                cpu_twin = (read_model(resolve_model(model.path, model.models_dir)).cpu_twin
+                            if model.delegate == "edgetpu" else None)
                 hint = f", or run the CPU model {cpu_twin} with delegate: cpu" if cpu_twin else ""
                 raise RuntimeUnavailableError(f"{exc}; or set model.fallback_model{hint}") from exc
             log.warning("%s; falling back to %s on the CPU", exc, model.fallback_model)
@@ -118,13 +124,15 @@ class ModelSelection:
         if fallback is not None:
             failover = Failover(lambda path: load_classifier(replace(model, path=path, fallback_model=None)),
                                 lambda: load_classifier(fallback), str(model.fallback_model),
-                                lost_at_start=lost_at_start)
+                                lost_at_start=lost_at_start, accelerator=model.delegate)
         return ModelSlot(classifier, lambda path: load_classifier(replace(model, path=path)), model.path, failover)
 
     def _fallback_config(self) -> ModelConfig | None:
-        """With the Edge TPU and a fallback model configured, the fallback on the CPU."""
+        """With an accelerator (the Edge TPU, the Hailo) and a fallback model configured, the fallback on the CPU, with
+        the same labels file when model.labels sets one (a HEF carries no labels; the zoo's CPU MobileNets carry the
+        same 1001 ImageNet labels a HEF gets by default)."""
         model = self.model
-        if model.delegate != "edgetpu" or not model.fallback_model:
+        if model.delegate == "cpu" or not model.fallback_model:
             return None
         fallback = resolve_model(model.fallback_model, model.models_dir)
         return replace(model, path=str(fallback), delegate="cpu", fallback_model=None)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import EdgeInferError, RuntimeUnavailableError
+from ..errors import EdgeInferError, RuntimeUnavailableError, WorkerDown
 from ..sources.base import BufferPool
 from ..values import Box, Classification, Frame, PreparedFrame, Timing
 from .classifier import Classifier
@@ -80,19 +80,26 @@ class ModelSlot:
                 self._replace(back)
 
     def invoke(self, classifier: Classifier) -> bool:
-        """Invoke `classifier` (this slot's current one); False when the Edge TPU failed and the run moved
-        to the CPU fallback: the frame is passed over."""
+        """Invoke `classifier` (this slot's current one); False when the frame is passed over: the Edge TPU
+        failed and the run moved to the CPU fallback, or the inference worker is down (and no fallback is set)."""
         try:
             classifier.invoke()
             return True
         except RuntimeUnavailableError as exc:
-            if classifier.info.backend != "edgetpu":
+            worker_down = isinstance(exc, WorkerDown)
+            if classifier.info.backend == "cpu" and not worker_down:
                 raise
             if self._failover is None:
-                raise RuntimeUnavailableError(f"{exc}: check the Coral's connection; with model.fallback_model set, "
-                                              "the run goes on on the CPU and returns to the Coral when it answers "
+                if worker_down:  # results pause; the classifier starts its worker again (pipeline/worker.py)
+                    return False
+                device = {"edgetpu": "the Coral", "hailo": "the Hailo"}.get(classifier.info.backend, "the accelerator")
+                raise RuntimeUnavailableError(f"{exc}: check {device}'s connection; with model.fallback_model set, "
+                                              f"the run goes on on the CPU and returns to {device} when it answers "
                                               "again") from exc
             self._replace(self._failover.fail_over(exc))
+            # Release the dead interpreter and delegate now, not when the last reference goes (a traceback or a
+            # log record may keep this object): the Coral's retry would otherwise get their dead driver back.
+            classifier.close()
             return False
 
     def _replace(self, classifier: Classifier) -> None:

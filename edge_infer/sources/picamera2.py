@@ -14,8 +14,9 @@ from __future__ import annotations
 import errno
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import cv2
 import numpy as np
@@ -33,7 +34,13 @@ INSTALL_HINT = ("install it with 'sudo apt install python3-picamera2' and create
 NUMPY_HINT = ("the venv's numpy is not the one apt's python3-picamera2 was built against: "
               "pip install 'numpy==<the version of apt's python3-numpy>' in the venv (deploy.sh does this)")
 BUSY_HINT = "camera in use by another process (rpicam-*, libcamera-*, another edge-infer?)"
-CAPTURE_TIMEOUT_S = 5.0  # a camera that sends no frame for this long has stopped
+CAPTURE_TIMEOUT_S = 5.0  # a camera that sends no frame for this long beyond its frame intervals has stopped
+# After a start, libcamera's Pi IPA marks frames as startup frames while AGC and AWB converge: the larger of
+# AGC's convergence_frames (6 by default) and AWB's (3), each plus the one frame most sensors' helpers mistrust
+# (libcamera src/ipa/rpi/common/ipa_base.cpp, IpaBase::start; rpi/agc_channel.cpp, rpi/awb.cpp;
+# cam_helper/cam_helper.cpp, mistrustFramesStartup), and Picamera2 drops them (picamera2.py:1417-1421,
+# process_requests), so the first frame comes that many intervals later than the next ones.
+STARTUP_FRAMES = 7
 
 
 @dataclass(frozen=True)
@@ -44,6 +51,36 @@ class Picamera2Config:
     fps: float | None = field(default=None, metadata={"min": 0.1})
     hflip: bool = False
     vflip: bool = False
+    # auto: continuous autofocus on a camera that has it (Camera Module 3); a number: focus fixed at that many
+    # metres. A camera without autofocus ignores it.
+    focus: Literal["auto"] | float = field(default="auto", metadata={"min": 0.01})
+
+
+def capture_timeout_s(fps: float | None, first: bool) -> float:
+    """How long to wait for a frame: CAPTURE_TIMEOUT_S beyond three frame intervals at the configured rate (at
+    0.1 fps a frame comes every 10 s), and beyond the startup frames Picamera2 drops, for the first one."""
+    if not fps:  # the video configuration's 30 fps (FrameDurationLimits 33333 us, picamera2.py:917-921)
+        return CAPTURE_TIMEOUT_S
+    return CAPTURE_TIMEOUT_S + (3 + (STARTUP_FRAMES if first else 0)) / fps
+
+
+def focus_controls(available: Mapping[str, Any], focus: str | float, libcamera: Any) -> dict[str, Any]:
+    """The autofocus controls for `focus`, where the camera offers them (AfMode in camera_controls); else none.
+
+    libcamera's Pi AF algorithm starts in manual mode (src/ipa/rpi/controller/rpi/af.cpp, Af::Af: mode_
+    AfModeManual) with the lens at the tuning file's default position (IpaBase::start, getDefaultLensPosition:
+    1 dioptre, i.e. 1 m, for the IMX708), so without this a Camera Module 3 never focuses. libcamera declares the
+    AF controls only for a sensor with a lens (ipa_base.cpp, ipaAfControls, lensPresent_), and Picamera2 refuses
+    a control the camera does not advertise (picamera2/controls.py, Controls.__setattr__). LensPosition is in
+    dioptres, 1 / metres (control_ids_core.yaml), and obeyed only in manual mode; libcamera clamps it to the
+    lens's range (af.cpp, Af::setLensPosition).
+    """
+    if "AfMode" not in available:
+        return {}
+    modes = libcamera.controls.AfModeEnum  # as picamera2's own examples set it (tests/autofocus_test.py)
+    if focus == "auto":
+        return {"AfMode": modes.Continuous}
+    return {"AfMode": modes.Manual, "LensPosition": 1.0 / float(focus)}
 
 
 def import_picamera2() -> tuple[Any, Any]:
@@ -103,6 +140,7 @@ class Picamera2Source:
         index = pi_cameras[config.camera]
         self.skipped = 0
         self._seq = 0
+        self._fps = config.fps
         self._pool = BufferPool()
         self.description = f"picamera2 camera {config.camera} ({cameras[index].get('Model', '?')})"
         # letterbox needs the whole field of view: the main stream, scaled and padded by the CPU.
@@ -122,6 +160,11 @@ class Picamera2Source:
 
     def _start(self, camera: Any, libcamera: Any, config: Picamera2Config, hints: SourceHints) -> None:
         controls: dict[str, Any] = {"FrameRate": config.fps} if config.fps else {}
+        # camera_controls lists the camera's controls from the moment it is open (picamera2.py:541-543).
+        focus = focus_controls(camera.camera_controls, config.focus, libcamera)
+        if config.focus != "auto" and not focus:
+            log.warning("%s has no focus control (AfMode): focus: %g is ignored", self.description, config.focus)
+        controls.update(focus)
         # Even sizes, as the ISP needs; no align_configuration(): it rounds a YUV420 width down to a
         # multiple of 64 (VC4) or 128 (PiSP) (picamera2.py:1086-1099), so 224 would become 192 or 128.
         lores: dict[str, Any] = {"size": (hints.width - hints.width % 2, hints.height - hints.height % 2),
@@ -162,10 +205,10 @@ class Picamera2Source:
         try:
             # A number is a timeout in seconds (picamera2.py:1508-1537, since 0.3.20); without it a camera
             # that stops sending frames blocks here for ever.
-            image = self._camera.capture_array(self._stream, wait=CAPTURE_TIMEOUT_S)
+            timeout = capture_timeout_s(self._fps, first=self._seq == 0)
+            image = self._camera.capture_array(self._stream, wait=timeout)
         except TimeoutError as exc:
-            raise SourceError(f"{self.description} stopped delivering frames (none in {CAPTURE_TIMEOUT_S:g} s)") \
-                from exc
+            raise SourceError(f"{self.description} stopped delivering frames (none in {timeout:g} s)") from exc
         except Exception as exc:
             raise SourceError(f"{self.description} stopped delivering frames: {exc}") from exc
         if self._stream == "main":

@@ -84,7 +84,7 @@ def node_id(device: str) -> str:
 
 # Where the backend sensor's states come from (LoadedModel.backend): an enum sensor lists them, so Home
 # Assistant shows them as choices and its history as a timeline.
-BACKENDS = ["cpu", "edgetpu"]
+BACKENDS = ["cpu", "edgetpu", "hailo"]
 # The diagnostic entities of a device: Home Assistant files them apart from the ones people watch.
 DIAGNOSTIC = {"entity_category": "diagnostic"}
 
@@ -111,7 +111,7 @@ def image_discovery_topic(prefix: str, device: str) -> str:
 def discovery_messages(prefix: str, device: str, topics: dict[str, str], model: str,
                        snapshots: bool = False) -> dict[str, dict[str, Any]]:
     """Home Assistant MQTT discovery configs: sensors for the top label (the top-k as its attributes), its
-    score, the fps and the backend (cpu or edgetpu); an event entity firing `label_changed`; with `snapshots`,
+    score, the fps and the backend (cpu, edgetpu or hailo); an event entity firing `label_changed`; with `snapshots`,
     an image entity showing the newest snapshot. Keys as Home Assistant's mqtt sensor, event and image
     platforms define them."""
     node = node_id(device)

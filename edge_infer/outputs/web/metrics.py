@@ -106,6 +106,11 @@ def render_metrics(status: RunStatus, histogram: Histogram, mqtt_connected: bool
     if status.board.throttled is not None:
         metric("edge_infer_throttled", "gauge", "Raspberry Pi firmware throttling flags (1: set).",
                [(f'{{flag="{label_value(flag)}"}}', int(bool(on))) for flag, on in status.board.throttled.items()])
+    if status.board.throttle_events is not None:
+        metric("edge_infer_throttle_events_total", "counter",
+               "Times each throttling condition began since the service started.",
+               [(f'{{condition="{label_value(name)}"}}', count)
+                for name, count in status.board.throttle_events.items()])
     metric("edge_infer_source_up", "gauge", "1 while the source delivers frames, 0 while it reconnects.",
            [("", int(status.source is None or status.source.streaming))] if not status.cameras else
            [(f'{{camera="{label_value(camera.name)}"}}', int(camera.streaming)) for camera in status.cameras])

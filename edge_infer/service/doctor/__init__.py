@@ -30,6 +30,7 @@ from .cameras import (
     on_raspberry_pi,
     v4l2_cameras,
 )
+from .hailo import HailoState, check_hailo, hailo_device, read_hailo
 from .hardware import (
     COOLING_FIX,
     CORAL_USB_IDS,
@@ -39,6 +40,7 @@ from .hardware import (
     check_board,
     check_coral,
     coral_devices,
+    read_service_throttling,
     read_throttled,
 )
 from .report import (
@@ -112,7 +114,7 @@ class Host:
     usb_devices: str = USB_DEVICES
     governor: str = board.GOVERNOR
     thermal: str = board.THERMAL_ZONE
-    throttled: str = board.FIRMWARE_THROTTLED
+    board_root: str = "/"  # where sys/ is, for the throttling flags (service.board)
     uid: int | None = None  # None: this process's
     groups_of: Callable[[str], frozenset[str] | None] = groups_of
     existing_groups: Callable[[], frozenset[str]] = existing_groups
@@ -154,9 +156,18 @@ def run_checks(config_file: str | None = None, host: Host | None = None) -> Repo
 
     def board_health() -> Check:
         return check_board(board.read_text(host.governor), board.cpu_temperature_c(host.thermal),
-                           read_throttled(host.throttled, host.run))
+                           read_throttled(host.board_root, host.run), read_service_throttling(host.run))
 
     model = config.model if config is not None else None
+
+    def hailo() -> Check:
+        wanted = model is not None and model.delegate == "hailo"
+        if not wanted and not hailo_device(host.dev):
+            return Check("hailo", "skip", "no Hailo (not needed: model.delegate is not hailo)")
+        found = read_hailo(model.path if model is not None and wanted else None, model.models_dir if model else None,
+                           host.run, host.python, env, host.dev, host.board_root)
+        return check_hailo(found, wanted, model is not None and model.fallback_model is not None)
+
     configured = [m for m in ((model.path, model.fallback_model) if model else ()) if m]
     checks += [
         guarded("cameras", cameras),
@@ -165,6 +176,7 @@ def run_checks(config_file: str | None = None, host: Host | None = None) -> Repo
         guarded("coral", lambda: check_coral(host.edgetpu_library(), coral_devices(host.usb_devices, host.dev),
                                              model is not None and model.delegate == "edgetpu",
                                              model is not None and model.fallback_model is not None)),
+        guarded("hailo", hailo),
         guarded("board", board_health),
         guarded("models", lambda: check_models(configured, model.models_dir if model else None)),
         check_config(state),
@@ -176,14 +188,16 @@ def run_checks(config_file: str | None = None, host: Host | None = None) -> Repo
 
 __all__ = [
     "ARCH_32BIT", "ARCH_64BIT", "COOLING_FIX", "CORAL_USB_IDS", "Check", "CommandResult", "ConfigState",
-    "DEVICE_TREE_MODEL", "DIST_PACKAGES", "HOT_C", "Host", "IN_DIRECTORIES", "LIST_CAMERAS", "LITERT_PYTHONS",
+    "DEVICE_TREE_MODEL", "DIST_PACKAGES", "HOT_C", "HailoState", "Host", "IN_DIRECTORIES", "LIST_CAMERAS",
+    "LITERT_PYTHONS",
     "MACHINE_32BIT", "MQTT_TIMEOUT_S", "MqttProbe", "NO_WHEELS_FIX", "NUMPY_ABI_ERRORS", "POWER_FIX",
     "PROBE_TIMEOUT_S", "Report", "Runner", "SERVICE", "SEVERITY", "SYSTEM_PYTHON", "TIMED_OUT", "USB_DEVICES",
     "VIDEO4LINUX", "Verdict", "WANTED_GROUPS", "XNNPACK_LINE", "XNNPACK_PROBE", "apt_numpy_version",
-    "check_architecture", "check_board", "check_cameras", "check_config", "check_coral", "check_groups",
+    "check_architecture", "check_board", "check_cameras", "check_config", "check_coral", "check_groups", "check_hailo",
     "check_models", "check_mqtt", "check_numpy", "check_picamera2", "check_python", "check_runtime",
     "check_service", "check_venv", "coral_devices", "cpu_model", "existing_groups", "groups_of", "guarded",
     "invoking_user", "joined", "libcamera_cameras", "numpy_fix", "numpy_version", "on_raspberry_pi", "probe_mqtt",
-    "read_config", "read_pyvenv", "read_throttled", "run_checks", "run_command", "shares_system_packages",
-    "system_picamera2", "v4l2_cameras", "worst",
+    "hailo_device", "read_config", "read_hailo", "read_pyvenv", "read_service_throttling", "read_throttled",
+    "run_checks", "run_command",
+    "shares_system_packages", "system_picamera2", "v4l2_cameras", "worst",
 ]

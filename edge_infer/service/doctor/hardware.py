@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import glob
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from ...models.runtime import EDGETPU_INSTALL_HINT
 from .. import board
-from .report import Check, Runner, Verdict, joined, run_command, worst
+from .report import SERVICE, Check, Runner, Verdict, joined, run_command, worst
 
 USB_DEVICES = "/sys/bus/usb/devices"
 
@@ -57,16 +56,30 @@ def check_coral(library: bool, devices: Sequence[str], wanted: bool = False, fal
 # 10. Board: governor, temperature, throttling ----------------------------------------------------------------
 
 
-def read_throttled(path: str = board.FIRMWARE_THROTTLED, run: Runner = run_command) -> dict[str, bool] | None:
-    """The firmware's flags from sysfs, else from vcgencmd through `run`; None off a Pi."""
-    if board.read_text(path) is not None:
-        return board.throttled_flags(path)
-    done = run(["vcgencmd", "get_throttled"], timeout=2)
-    match = re.search(r"throttled=(0x[0-9a-fA-F]+)", done.stdout) if done is not None else None
-    return board.decode_throttled(int(match.group(1), 16)) if match else None
+def read_throttled(root: str = "/", run: Runner = run_command) -> dict[str, bool] | None:
+    """The firmware's flags from sysfs under `root` (hwmon and get_throttled, see service.board), else from
+    vcgencmd through `run`; None off a Pi."""
+    def vcgencmd() -> str | None:
+        done = run(["vcgencmd", "get_throttled"], timeout=2)
+        return done.stdout if done is not None else None
+
+    return board.throttled_flags(root, vcgencmd)
 
 
-def check_board(governor: str | None, temperature: float | None, throttled: Mapping[str, bool] | None) -> Check:
+def read_service_throttling(run: Runner = run_command) -> dict[str, int] | None:
+    """The running service's throttle counts, from the STATUS it gives systemd (SystemdNotifier); None when it
+    does not run. A running service whose STATUS has none has seen none."""
+    done = run(["systemctl", "show", SERVICE, "--property=ActiveState", "--property=StatusText"], timeout=10)
+    if done is None or done.status != 0:
+        return None
+    properties = dict(line.partition("=")[::2] for line in done.stdout.splitlines())
+    if properties.get("ActiveState") != "active":
+        return None
+    return board.parse_events(properties.get("StatusText", "")) or dict.fromkeys(board.CONDITIONS, 0)
+
+
+def check_board(governor: str | None, temperature: float | None, throttled: Mapping[str, bool] | None,
+                service_throttling: Mapping[str, int] | None = None) -> Check:
     name = "board"
     parts: list[str] = []
     verdicts: list[Verdict] = []
@@ -74,21 +87,27 @@ def check_board(governor: str | None, temperature: float | None, throttled: Mapp
     if throttled is None:
         parts.append("no throttling flags (not a Raspberry Pi)")
     else:
-        now = [flag for flag in ("under_voltage", "frequency_capped", "throttled", "soft_temperature_limit")
-               if throttled.get(flag)]
-        since_boot = [flag.removesuffix("_occurred") for flag, on in throttled.items()
-                      if flag.endswith("_occurred") and on and flag.removesuffix("_occurred") not in now]
+        now = [flag for flag in board.CONDITIONS if throttled.get(flag)]
+        # Not "since boot": raspberrypi-hwmon clears these bits at its 2 s poll (see service.board); the past is
+        # only known to the service, which counts what it saw since it started.
+        recent = [flag.removesuffix("_occurred") for flag, on in throttled.items()
+                  if flag.endswith("_occurred") and on and flag.removesuffix("_occurred") not in now]
+        counted = [flag for flag, n in (service_throttling or {}).items() if n]
         if now:
             verdicts.append("fail")
             parts.append("now: " + ", ".join(f.replace("_", " ") for f in now))
-        if since_boot:
+        if recent:
             verdicts.append("warn")
-            parts.append("since boot: " + ", ".join(f.replace("_", " ") for f in since_boot))
-        if not now and not since_boot:
-            parts.append("never throttled since boot")
-        if "under_voltage" in now + since_boot:
+            parts.append("in the last seconds: " + ", ".join(f.replace("_", " ") for f in recent))
+        if not now and not recent:
+            parts.append("not throttled now")
+        if service_throttling is not None:
+            if counted:
+                verdicts.append("warn")
+            parts.append(f"{board.SINCE_START}: {board.describe_events(service_throttling)}")
+        if "under_voltage" in now + recent + counted:
             fixes.append(POWER_FIX)
-        if set(now + since_boot) - {"under_voltage"}:
+        if set(now + recent + counted) - {"under_voltage"}:
             fixes.append(COOLING_FIX)
     if temperature is not None:
         parts.append(f"SoC {temperature:.1f} C")

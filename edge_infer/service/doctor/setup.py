@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ...errors import EdgeInferError, ModelError
-from ...models.files import EDGETPU_OP, model_dirs, resolve_model
+from ...models.files import EDGETPU_OP, HEF_MAGIC, model_dirs, resolve_model
 from ...models.pull import sha256_of
 from ...models.zoo import DEFAULT_MODEL, build_manifest, find_entry, redownload_hint
 from .report import SERVICE, Check, Runner, Verdict, joined, run_command, worst
@@ -48,7 +48,7 @@ def check_models(configured: Sequence[str], models_dir: str | None) -> Check:
                          else "set model.path to an existing .tflite file")
     directories = [d for d in model_dirs(models_dir) if d.is_dir()]
     for directory in directories:
-        for path in sorted(directory.glob("*.tflite")):
+        for path in sorted([*directory.glob("*.tflite"), *directory.glob("*.hef")]):
             files.setdefault(path.resolve(), IN_DIRECTORIES)
     matched, unknown = [], []
     for path in files:
@@ -61,9 +61,10 @@ def check_models(configured: Sequence[str], models_dir: str | None) -> Check:
             problems.append(f"{path}: cannot read ({exc.strerror})")
             fixes.append(f"check the permissions of {path}")
             continue
-        if header[4:8] != b"TFL3":  # every TFLite flatbuffer has its identifier there
+        if header[4:8] != b"TFL3" and header[:4] != HEF_MAGIC:  # a TFLite flatbuffer's identifier, or a HEF's magic
             verdicts.append("fail")
-            problems.append(f"{path}: not a TFLite model (truncated or damaged)")
+            problems.append(f"{path}: not a TFLite model (truncated or damaged)" if path.suffix != ".hef"
+                            else f"{path}: not a Hailo HEF (truncated or damaged)")
             fixes.append(redownload_hint(path.name))
             continue
         entry = find_entry(manifest, path.name)
@@ -89,7 +90,7 @@ def check_models(configured: Sequence[str], models_dir: str | None) -> Check:
 
 
 def cpu_model(config: Config | None) -> Path | None:
-    """The model the CPU would run: the configured one, or its fallback when it is an Edge TPU build."""
+    """The model the CPU would run: the configured one, or its fallback when it is an Edge TPU build or a HEF."""
     if config is None:
         return None
     for wanted in (config.model.path, config.model.fallback_model):
@@ -98,8 +99,9 @@ def cpu_model(config: Config | None) -> Path | None:
         try:
             path = resolve_model(wanted, config.model.models_dir)
             with path.open("rb") as f:
-                if EDGETPU_OP not in f.read():
-                    return path
+                content = f.read()
+            if EDGETPU_OP not in content and not content.startswith(HEF_MAGIC):
+                return path
         except (ModelError, OSError):
             continue
     return None

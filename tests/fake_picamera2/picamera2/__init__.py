@@ -14,7 +14,17 @@ Only what edge-infer uses, and each behaviour as the upstream code has it (file:
 - on PiSP the ISP crops each stream by rpi::ScalerCrops, set from preserve_ar (:1274-1280), and
   ignores ScalerCrop;
 - capture_array(name, wait=seconds) raises TimeoutError when no frame comes in time (:1508-1537), and
-  a YUV420 array is (height * 3 / 2, stride) with the rows padded (request.py:319-324).
+  a YUV420 array is (height * 3 / 2, stride) with the rows padded (request.py:319-324);
+- frames come one per 1 / FrameRate s (FrameRate is FrameDurationLimits, controls.py:8-18; 30 fps when unset,
+  the video configuration's 33333 us, :917-921), and the first only after the startup frames libcamera's Pi IPA
+  marks (the larger of AGC's 6 and AWB's 3 convergence frames, each plus the 1 most sensors mistrust:
+  libcamera ipa_base.cpp IpaBase::start) and Picamera2 drops (:1417-1421). The stand-in keeps that time
+  without waiting it out: a wait shorter than the next frame's time is a TimeoutError at once;
+- camera_controls lists the camera's controls from the moment it is open (:541-543), the AF ones (AfMode,
+  LensPosition, ...) only for a sensor with a lens (libcamera ipa_base.cpp, ipaAfControls and lensPresent_:
+  here the IMX708, Camera Module 3, with LensPosition (min, max, default) from its tuning file's lens map and
+  default, imx708.json rpi.af); setting a control it does not list raises "Control X is not advertised by
+  libcamera" (controls.py:26-33), in set_controls and in a configuration's controls (:1271).
 
 The camera films a photograph: the image at $FAKE_PICAMERA2's "scene" stretched over the sensor.
 $FAKE_PICAMERA2 is JSON: cameras (list of {"Model", "Id"}), platform ("vc4" or "pisp"), version,
@@ -43,6 +53,13 @@ if settings().get("import_error"):  # e.g. simplejpeg built on numpy 1 under num
     raise ValueError(settings()["import_error"])
 
 MIN_CROP = (0, 0, 64, 64)
+STARTUP_FRAMES = 7
+LENS_MODELS = {"imx708"}
+# (min, max, default) as camera_controls gives them; AfMode's are AfModeManual..AfModeContinuous.
+LENS_CONTROLS = {"AfMode": (0, 2, 0), "AfRange": (0, 2, 0), "AfSpeed": (0, 1, 0), "AfTrigger": (0, 1, 0),
+                 "AfPause": (0, 2, 0), "LensPosition": (0.0, 15.0, 1.0)}
+FRAME_DURATION_LIMITS = (33333, 694434742, 33333)  # (min, max, default) in us: a range wide enough for 0.1 fps
+VIRTUAL_CONTROLS = {"FrameRate": "FrameDurationLimits"}  # controls.py:18, _VIRTUAL_FIELDS_MAP_
 instances: list[Picamera2] = []
 
 
@@ -100,13 +117,21 @@ class Picamera2:
 
     @property
     def camera_controls(self) -> dict[str, Any]:
+        controls: dict[str, Any] = {"FrameDurationLimits": FRAME_DURATION_LIMITS}
+        if self.info.get("Model") in LENS_MODELS:
+            controls.update(LENS_CONTROLS)
         if not self.camera_config:
-            return {"ScalerCrop": ((0, 0, 0, 0), (65535, 65535, 65535, 65535), (0, 0, 0, 0))}
-        controls = {"ScalerCrop": (MIN_CROP, sensor(), sensor())}
+            return {**controls, "ScalerCrop": ((0, 0, 0, 0), (65535, 65535, 65535, 65535), (0, 0, 0, 0))}
+        controls["ScalerCrop"] = (MIN_CROP, sensor(), sensor())
         if self.platform is Platform.PISP and self.version >= (0, 3, 23):
             main, lores = self.camera_config["main"]["size"], self.camera_config["lores"]["size"]
             controls["ScalerCrops"] = (centre(sensor(), *main), centre(sensor(), *lores), sensor())
         return controls
+
+    def check_advertised(self, controls: dict[str, Any]) -> None:
+        for name in controls:
+            if VIRTUAL_CONTROLS.get(name, name) not in self.camera_controls:
+                raise RuntimeError(f"Control {name} is not advertised by libcamera")
 
     def create_video_configuration(self, main: dict | None = None, lores: dict | None = None, transform: Any = None,
                                    colour_space: Any = None, buffer_count: int = 6,
@@ -142,6 +167,7 @@ class Picamera2:
                 width = stream["size"][0]
                 pixel_bytes = 1 if stream["format"].startswith("YUV") else 3
                 stream["stride"] = -(-width * pixel_bytes // 64) * 64  # rows padded to 64 bytes
+        self.check_advertised(config["controls"])
         self.camera_config = config
         self.controls.update(config["controls"])
 
@@ -150,7 +176,13 @@ class Picamera2:
         return self.camera_config
 
     def set_controls(self, controls: dict[str, Any]) -> None:
+        self.check_advertised(controls)
         self.controls.update(controls)
+
+    def frame_interval_s(self) -> float:
+        if self.controls.get("FrameRate"):
+            return 1.0 / self.controls["FrameRate"]
+        return self.controls.get("FrameDurationLimits", FRAME_DURATION_LIMITS)[0] / 1e6
 
     def start(self) -> None:
         self.started = True
@@ -173,6 +205,8 @@ class Picamera2:
                 threading.Event().wait()
             time.sleep(wait)
             raise TimeoutError()
+        if wait is not None and wait < self.frame_interval_s() * (1 + (STARTUP_FRAMES if self.frames == 0 else 0)):
+            raise TimeoutError()  # the frame would come later than that
         self.frames += 1
         assert self.camera_config is not None
         stream = self.camera_config[name]

@@ -91,7 +91,7 @@ function show(status) {
     const now = Object.keys(stats.throttled).filter((flag) => stats.throttled[flag] && !flag.endsWith("_occurred"));
     const past = Object.keys(stats.throttled).filter((flag) => stats.throttled[flag] && flag.endsWith("_occurred"));
     text("throttled", now.length ? now.join(", ").replaceAll("_", " ")
-      : past.length ? "none now (" + past.length + " since boot)" : "none");
+      : past.length ? "none now (" + past.length + " since the service started)" : "none");
   } else {
     text("throttled", "not reported");
   }
