@@ -27,6 +27,7 @@ from .schema import Origin, Path, build, fail
 from .service.guard import GuardConfig
 from .sources.auto import AutoConfig
 from .sources.registry import SourceSpec, build_source_spec
+from .teach.config import TeachConfig
 
 MAX_CONFIG_BYTES = 64 * 1024  # the shipped config.yaml, every key with its comment, is 5 kB
 MAX_DEPTH = 8  # the deepest key is five levels down (cameras: -> porch -> regions -> door -> preprocess)
@@ -62,6 +63,7 @@ class Config:
     mqtt: MqttConfig = MqttConfig()
     web: WebConfig = WebConfig()
     snapshots: SnapshotsConfig = SnapshotsConfig()
+    teach: TeachConfig = TeachConfig()  # the live page's Teach panel
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
 

@@ -36,6 +36,9 @@ from .service.systemd import SystemdNotifier
 from .sources.base import Source, SourceHints
 from .sources.reconnect import FIRST_RETRY_S, LONGEST_RETRY_S, ReconnectingSource
 from .sources.registry import open_source
+from .teach.config import teach_directory
+from .teach.desk import TeachDesk, places_of
+from .teach.in_use import IN_USE_FILE, read_in_use, with_in_use
 from .values import CameraStatus, RegionStatus, RunStatus
 
 log = logging.getLogger(__name__)
@@ -127,15 +130,33 @@ def camera_status(camera: Camera) -> CameraStatus:
 @contextmanager
 def open_run(config: Config, *, stop: threading.Event | None = None, source: Source | None = None,
              outputs: Sequence[Output] | None = None, environ: Mapping[str, str] = os.environ,
-             reload: tuple[str, Callable[[], Config]] | None = None) -> Iterator[Run]:
+             reload: tuple[str | None, Callable[[], Config]] | None = None) -> Iterator[Run]:
     """Open everything `config` asks for; a `source` or `outputs` handed in replace the configured ones
     and stay the caller's to close. The systemd notifier joins when `environ` has NOTIFY_SOCKET.
-    `reload`: (the config file, what reads it again): a change of the models it names is applied live."""
+    `reload` makes it the service's run: (the config file or None, what reads it again). The taught models
+    the live page put in use are laid over the configuration, and a change of the models either names is
+    applied live; with the web output, the page's Teach panel is open."""
     stop = stop or threading.Event()
     with ExitStack() as opened:
+        config_watch = None
+        desk = None
+        if reload is not None:
+            in_use = teach_directory(config.teach, environ) / IN_USE_FILE
+            config = with_in_use(config, read_in_use(in_use))
+            read_again = reload[1]
+            config_watch = ConfigWatch([*filter(None, [reload[0]]), in_use],
+                                       lambda: with_in_use(read_again(), read_in_use(in_use)),
+                                       lambda applied, new: apply_models(run, selection, applied, new), config)
+            if outputs is None and "web" in config.outputs:
+                desk = TeachDesk(in_use.parent, config.teach, places_of(config), config_watch.current,
+                                 config_watch.check)
+                opened.callback(desk.close)
         mirror = environ.get("EDGE_INFER_MODEL_MIRROR")
         cameras = cameras_of(config)
         guard = config.run.guard
+        if guard.enabled and config.model.delegate == "hailo":  # its steps are CPU models: they would load the
+            log.info("thermal guard: off, the model runs on the Hailo")  # CPU the Hailo spares, and cannot run a .hef
+            guard = replace(guard, enabled=False)
         selection = ModelSelection(
             config.model, ladder=guard.ladder if guard.enabled else (),
             regions=[(f"cameras.{camera.name}.regions.{region.name}", region.model) for camera in cameras
@@ -155,7 +176,8 @@ def open_run(config: Config, *, stop: threading.Event | None = None, source: Sou
         layout = tuple(CameraLayout(camera.name, {region.name: region.box for region in camera.regions})
                        for camera in config.cameras)
         context = OutputContext(lambda: run.status() if run else RunStatus(info.name, info.backend, stats.counts()),
-                                layout, lambda name: name not in reconnecting or not reconnecting[name].reconnecting)
+                                layout, lambda name: name not in reconnecting or not reconnecting[name].reconnecting,
+                                desk)
         if outputs is None:
             peers = Peers(config.outputs)
             for name in config.outputs:
@@ -187,8 +209,7 @@ def open_run(config: Config, *, stop: threading.Event | None = None, source: Sou
             opened.callback(watch.close)
             watch.start()
         run = Run(config, tuple(run_cameras), slot, tuple(outputs), stats, stop, reader_done, watch, notifier)
-        if reload is not None:
-            config_watch = ConfigWatch(reload[0], reload[1], partial(apply_models, run, selection), config)
+        if config_watch is not None:
             opened.callback(config_watch.close)
             config_watch.start()
         for camera in run.cameras:

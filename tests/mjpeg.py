@@ -18,16 +18,20 @@ class MjpegServer:
     that outlives stop() and start(), as a camera that reboots keeps its address."""
 
     def __init__(self, image: Path | np.ndarray, fps: float = 20.0, credentials: str | None = None) -> None:
-        ok, jpeg = cv2.imencode(".jpg", image if isinstance(image, np.ndarray) else cv2.imread(str(image)))
-        assert ok
         self.interval = 1.0 / fps
-        self.part = (b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(jpeg)
-                     + jpeg.tobytes() + b"\r\n")
+        self.show(image)
         self.port = 0
         # "user:password": HTTP basic auth, as IP cameras ask for it (anything else gets 401)
         self.authorization = "Basic " + base64.b64encode(credentials.encode()).decode() if credentials else None
         self.serving = threading.Event()
         self.server: socketserver.ThreadingTCPServer | None = None
+
+    def show(self, image: Path | np.ndarray) -> None:
+        """From the next frame on, the camera sees `image`."""
+        ok, jpeg = cv2.imencode(".jpg", image if isinstance(image, np.ndarray) else cv2.imread(str(image)))
+        assert ok
+        self.part = (b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(jpeg)
+                     + jpeg.tobytes() + b"\r\n")
 
     @property
     def url(self) -> str:

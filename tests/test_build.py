@@ -120,6 +120,49 @@ def test_built_model_runs_through_run_and_bench(trained, tmp_path: Path, images:
     assert result["alpha"] == 0.25 and result["resolution"] == 128 and result["invoke"]["fps"] > 0
 
 
+def test_an_extractor_of_trained_weights_is_a_base_teach_takes(trained, tmp_path: Path, images: Path, models: Path,
+                                                               shared: Path, calibration, cli):
+    """The trained V1 0.25_128 built with --extractor: its output is the pooled embedding [1, 256] (int8, the
+    normalization packed), the same embedding Coral's classifier computes before its logits, and teach trains on it."""
+    from test_teach import compose
+
+    from edge_infer.models.files import read_model
+    from edge_infer.models.metadata import packed_info
+    from edge_infer.pipeline.preprocess import PreprocessConfig
+    from edge_infer.teach.embed import Extractor
+    from edge_infer.teach.graph import embedding_point
+
+    _, keras_file = trained
+    extractor = tmp_path / "extractor.tflite"
+    done = cli("models", "build", "--extractor", "--alpha", "0.25", "--resolution", "128", "--weights",
+               str(keras_file), "--calibration", str(calibration), "--output", str(extractor), json_lines=False,
+               timeout=300)
+    assert done.status == 0, done.stderr
+    assert f"{extractor}: " in done.stderr and "embedding [1, 256]" in done.stderr
+    output = Interpreter(model_path=str(extractor)).get_output_details()[0]
+    assert list(output["shape"]) == [1, 256] and output["dtype"] == np.int8
+    model = read_model(extractor)
+    info = packed_info(model)
+    assert info["extractor"] is True and info["embedding"] == 256 and (info["mean"], info["std"]) == (127.5, 127.5)
+    assert embedding_point(model.content).tensor == output["index"]  # teach finds the embedding at the output
+    ours = Extractor(model, PreprocessConfig())
+    coral = Extractor(read_model(models / "mobilenet_v1_0.25_128_quant.tflite"), PreprocessConfig())
+    for name in GOLDEN:
+        image = cv2.imread(str(images / name))
+        mine, theirs = ours.embed(image), coral.embed(image)
+        # The same network, quantized twice (uint8 by TF1, int8 here): the same direction, to quantization noise.
+        assert float(mine @ theirs / np.linalg.norm(mine) / np.linalg.norm(theirs)) > 0.98, name
+    compose(shared, tmp_path / "dataset", 6, seed=1)
+    taught = cli("teach", "train", str(tmp_path / "dataset"), "--base", str(extractor), "--output",
+                 str(tmp_path / "taught.tflite"), "--json", json_lines=False)
+    assert taught.status == 0, taught.stderr
+    report = json.loads(taught.stdout)
+    assert report["held_out_accuracy"] >= 0.8 and report["agreement"] >= 0.95
+    assert (tmp_path / "taught.tflite").is_file()
+    refused = cli("run", "--model", str(extractor), "--source", str(images / "parrot.jpg"), json_lines=False)
+    assert refused.status == 3 and "is an embedding extractor, not a classifier: teach it" in refused.stderr
+
+
 def test_random_weight_grid_points_and_their_cost(tmp_path: Path, calibration):
     v1 = build(BuildRequest("mobilenet_v1", 0.25, 128, quantize="float32", output=str(tmp_path / "v1.tflite")))
     # Published: 14 M MACs (whole millions) and 0.47 M parameters for MobileNet V1 0.25_128.
@@ -151,6 +194,8 @@ def test_grid_skips_what_is_built(cli, tmp_path: Path):
     (("--alpha", "0.25", "--resolution", "128", "--quantize", "int4"), "--quantize: 'int4' is not one of"),
     (("--alpha", "0.25", "--resolution", "128", "--quantize", "uint8"), "needs --calibration DIR"),
     (("--alpha", "0.25", "--resolution", "128"), "--quantize int8 needs --calibration DIR"),  # the default: int8
+    (("--extractor", "--alpha", "0.25", "--resolution", "128", "--quantize", "float32", "--classes", "5"),
+     "--extractor: an embedding extractor has no classes, so no --classes"),
 ])
 def test_bad_requests_fail_before_building(cli, tmp_path: Path, args, message):
     done = cli("models", "build", *args, "--output", str(tmp_path / "x.tflite"), json_lines=False)

@@ -27,7 +27,7 @@ def test_a_changed_file_is_applied_once_and_a_broken_one_never(tmp_path: Path, c
             raise ConfigError(f"{config}:1: broken")
         return text
 
-    watch = ConfigWatch(str(config), read, lambda _previous, new: applied.append(new), "a")
+    watch = ConfigWatch([str(config)], read, lambda _previous, new: applied.append(new), "a")
     assert not watch.check() and applied == []  # as it was when the run started
     touch(config, "b")
     assert watch.check() and applied == ["b"]
@@ -48,7 +48,7 @@ def test_the_watch_thread_is_started_and_joined(tmp_path: Path):
 
     config = tmp_path / "config.yaml"
     touch(config, "a")
-    watch = ConfigWatch(str(config), config.read_text, lambda _previous, _new: None, "a", interval_s=0.05)
+    watch = ConfigWatch([str(config)], config.read_text, lambda _previous, _new: None, "a", interval_s=0.05)
     watch.start()
     assert any(thread.name == "config-watch" for thread in threading.enumerate())
     watch.close()

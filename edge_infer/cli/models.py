@@ -45,6 +45,10 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     builder.add_argument("--weights", default="none", help="imagenet (downloads Keras's weights), none (random: "
                          "for speed measurements), or a fine-tuned Keras model file")
     builder.add_argument("--classes", type=int, help="output classes with --weights none (default 1000)")
+    builder.add_argument("--extractor", action="store_true", help="an embedding extractor instead of a classifier: "
+                         "the output is the pooled features [1, N] (Keras include_top=False, pooling avg; a "
+                         "--weights file is cut at its last global average pooling), a base for edge-infer teach "
+                         "train --base FILE")
     builder.add_argument("--quantize", default="int8", help="int8 (full-integer, int8 in and out; default), uint8 "
                          "(full-integer, uint8 in and out), float16, float32")
     builder.add_argument("--calibration", help="a directory of images for full-integer quantization")
@@ -61,21 +65,20 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 
-def present(name: str) -> bool:
-    return any((directory / f"{name}.tflite").is_file() for directory in model_dirs(None))
+def present(file_name: str) -> bool:
+    return any((directory / file_name).is_file() for directory in model_dirs(None))
 
 
 def command_list(args: argparse.Namespace) -> int:
     manifest = build_manifest()
     if args.json:
-        print(json.dumps([{**entry.__dict__, "present": present(entry.name)} for entry in manifest], indent=2))
+        print(json.dumps([{**entry.__dict__, "present": present(entry.file_name)} for entry in manifest], indent=2))
         return EXIT_OK
     print(f"{'model':38} {'type':8} {'top-1 %':>7} {'MMACs':>6} {'Mparams':>7}  here")
     for entry in manifest:
         top1 = f"{entry.top1:.1f}" if entry.top1 is not None else "-"
-        kind = "edgetpu" if entry.edgetpu else entry.input_type
-        print(f"{entry.name:38} {kind:8} {top1:>7} {entry.macs_m:>6.0f} {entry.params_m:>7.2f}  "
-              f"{'yes' if present(entry.name) else ''}")
+        print(f"{entry.name:38} {entry.kind:8} {top1:>7} {entry.macs_m:>6.0f} {entry.params_m:>7.2f}  "
+              f"{'yes' if present(entry.file_name) else ''}")
     return EXIT_OK
 
 
@@ -138,10 +141,11 @@ def command_build(args: argparse.Namespace) -> int:
     if args.edgetpu and args.quantize not in ("int8", "uint8"):
         raise ConfigError("--edgetpu needs a full-integer model: --quantize uint8 or int8")
     common = {"weights": args.weights, "classes": args.classes, "quantize": args.quantize,
-              "calibration": args.calibration, "labels": args.labels}
+              "calibration": args.calibration, "labels": args.labels, "extractor": args.extractor}
     if args.grid:
         requests = [BuildRequest("mobilenet_v1", alpha, resolution, output=str(Path(args.output_dir) / BuildRequest(
-                        "mobilenet_v1", alpha, resolution, quantize=args.quantize).default_name()), **common)
+                        "mobilenet_v1", alpha, resolution, quantize=args.quantize,
+                        extractor=args.extractor).default_name()), **common)
                     for alpha in numbers("--alphas", args.alphas, float)
                     for resolution in numbers("--resolutions", args.resolutions, int)]
     else:
@@ -154,8 +158,9 @@ def command_build(args: argparse.Namespace) -> int:
             print(f"{target}: already built", file=sys.stderr)
             continue
         result = build(request)
+        embedding = f", embedding [1, {result.embedding}]" if result.embedding is not None else ""
         print(f"{result.path}: {result.size_bytes / 1e6:.2f} MB, {result.cost.macs_m} M MACs, "
-              f"{result.cost.params_m} M parameters", file=sys.stderr)
+              f"{result.cost.params_m} M parameters{embedding}", file=sys.stderr)
         if args.edgetpu:
             print(f"{compile_for_edgetpu(result.path)}: compiled for the Edge TPU", file=sys.stderr)
     return EXIT_OK

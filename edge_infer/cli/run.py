@@ -79,8 +79,8 @@ def command_run(args: argparse.Namespace) -> int:
     signals: Signals = args.signals
     try:
         overrides = run_overrides(args)
-        reload = (config_file, lambda: load_config(config_file, overrides)) if config_file else None
-        with open_run(config, stop=signals.stop, reload=reload) as run:
+        with open_run(config, stop=signals.stop, reload=(config_file, lambda: load_config(config_file, overrides))) \
+                as run:
             stats = run.execute()
     finally:
         if restore_stderr is not None:

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from ..errors import EXIT_OK
+from ..errors import EXIT_OK, ConfigError
 from ..models.zoo import DEFAULT_MODEL
 
 
@@ -22,11 +22,15 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     train.add_argument("dataset", help="a folder with a subfolder of .jpg/.png/.bmp images per class")
     train.add_argument("--base", default=DEFAULT_MODEL, help=f"a MobileNet classifier or embedding extractor: "
                        f"a .tflite path or a model name (default {DEFAULT_MODEL})")
-    train.add_argument("--output", required=True, help="the .tflite to write")
+    train.add_argument("--output", help="the .tflite to write (required, unless --compare)")
     train.add_argument("--crop", choices=("center", "stretch", "letterbox"), default="center",
                        help="how images are fitted to the model's input: as the run's preprocess.crop (default center)")
     train.add_argument("--folds", type=int, default=5, help="k of the k-fold held-out test (default 5)")
     train.add_argument("--json", action="store_true", help="the report as JSON on stdout")
+    train.add_argument("--compare", nargs="*", metavar="BASE", help="write no model: instead, for each base (names or "
+                       "paths; default: MobileNet V1 0.25-1.0 x 128-224 quantized and the default V2, pulled if "
+                       "missing), the held-out accuracy on DATASET beside the speed on this board and the size of "
+                       "the model it would give, and the fastest within a point of the best")
     train.add_argument("--apply", metavar="CONFIG", help="then set the model in this config (the region's model, or "
                        "model.path without cameras:), comments kept; a run of that config moves to it within 2 s, "
                        "without a restart")
@@ -55,6 +59,10 @@ def command_train(args: argparse.Namespace) -> int:
     from ..teach.train import TeachRequest, train
     from .run import route_native_stderr
 
+    if args.compare is not None:
+        return command_compare(args)
+    if not args.output:
+        raise ConfigError("teach train: --output FILE.tflite is needed (or --compare, which writes no model)")
     if args.apply:  # refused before the training, not after it
         check_apply(args.apply, args.camera, args.region)
     restore_stderr = route_native_stderr()  # LiteRT's INFO lines become debug lines, as in a run
@@ -92,6 +100,31 @@ def command_train(args: argparse.Namespace) -> int:
         out.write(f"warning: {warning}\n")
     out.write(f"\nwrote {result.output} ({result.size / 1e6:.1f} MB); run it with: edge-infer run --model "
               f"{result.output}\n")
+    return EXIT_OK
+
+
+def command_compare(args: argparse.Namespace) -> int:
+    """`teach train DATASET --compare [BASE ...]`: a table (or JSON) per base; no model is written."""
+    from ..pipeline.preprocess import PreprocessConfig
+    from ..teach.compare import CompareRequest, compare, format_comparison
+    from .run import route_native_stderr
+
+    if args.output or args.apply:
+        raise ConfigError("--compare writes no model: leave out --output and --apply, then train the base it "
+                          "suggests with --base")
+    restore_stderr = route_native_stderr()
+    try:
+        comparison = compare(CompareRequest(args.dataset, tuple(args.compare), PreprocessConfig(crop=args.crop),
+                                            max(2, args.folds), progress=sys.stderr.isatty() and not args.json,
+                                            note=lambda line: print(f"edge-infer: {line}", file=sys.stderr,
+                                                                    flush=True)))
+    finally:
+        restore_stderr()
+    if args.json:
+        json.dump(comparison.to_json_dict(), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(format_comparison(comparison))
     return EXIT_OK
 
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
 
 from ..values import Box, Classification, Frame, RunStatus
+
+if TYPE_CHECKING:
+    from ..teach.desk import TeachDesk
 
 
 class OutputClosed(Exception):
@@ -86,3 +89,4 @@ class OutputContext:
     cameras: tuple[CameraLayout, ...] = ()  # a `cameras:` run's cameras; () for a plain `source:` run
     # Whether a camera delivers frames now (False while it reconnects), from any thread.
     streaming: Callable[[str], bool] = lambda camera: True
+    teach: TeachDesk | None = None  # the live page's Teach panel (a service run with the web output)

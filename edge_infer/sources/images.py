@@ -73,6 +73,42 @@ def reduction(size: tuple[int, int], hints: SourceHints) -> int:
     return factor
 
 
+@dataclass(frozen=True)
+class Decoded:
+    image: np.ndarray | None  # BGR, or None when `problem` says why not
+    problem: str = ""
+    truncated: bool = False  # a JPEG that ends early: `image` is what could be decoded, the rest grey
+
+
+def decode_image(path: str | Path, hints: SourceHints) -> Decoded:
+    """One image file, checked before it is decoded: huge images (a damaged header, or an image bomb) are refused
+    from their header, large JPEGs decoded at a reduced scale (still twice `hints`' size), truncated JPEGs decoded
+    as far as they go. Every reader of image files (the images source, teach) goes through here."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        return Decoded(None, exc.strerror or str(exc))
+    size = image_size(data)
+    flags = cv2.IMREAD_COLOR
+    if size is not None:
+        if size[0] * size[1] > MAX_IMAGE_PIXELS:
+            return Decoded(None, f"{size[0]}x{size[1]} is more than the {MAX_IMAGE_PIXELS // 1_000_000} million "
+                           "pixels edge-infer decodes (a damaged header, or scale it down)")
+        if data[:2] == b"\xff\xd8":
+            flags = REDUCED.get(reduction(size, hints), cv2.IMREAD_COLOR)
+    # A JPEG ends with its EOI marker; entropy-coded data cannot contain it (0xFF is stuffed there).
+    truncated = data[:2] == b"\xff\xd8" and b"\xff\xd9" not in data[-4096:]
+    if truncated:  # decode what is there, as libjpeg's file reader does when a file ends early
+        data += b"\xff\xd9"
+    try:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+    except cv2.error as exc:  # e.g. a header claiming more pixels than OpenCV allows
+        return Decoded(None, f"not decodable ({str(exc).strip().splitlines()[-1]})")
+    if image is None:
+        return Decoded(None, "not an image file, or corrupt")
+    return Decoded(image, "", truncated)
+
+
 class ImagesSource:
     live = False
 
@@ -115,34 +151,13 @@ class ImagesSource:
         return len(self._unreadable)
 
     def _decode(self, path: str) -> tuple[np.ndarray | None, str]:
-        """The image, or None and why not. Huge images are refused or decoded at a reduced scale."""
-        try:
-            data = Path(path).read_bytes()
-        except OSError as exc:
-            return None, exc.strerror or str(exc)
-        size = image_size(data)
-        flags = cv2.IMREAD_COLOR
-        if size is not None:
-            if size[0] * size[1] > MAX_IMAGE_PIXELS:
-                return None, (f"{size[0]}x{size[1]} is more than the {MAX_IMAGE_PIXELS // 1_000_000} million pixels "
-                              "edge-infer decodes (a damaged header, or scale it down)")
-            if data[:2] == b"\xff\xd8":
-                flags = REDUCED.get(reduction(size, self._hints), cv2.IMREAD_COLOR)
-        # A JPEG ends with its EOI marker; entropy-coded data cannot contain it (0xFF is stuffed there).
-        truncated = data[:2] == b"\xff\xd8" and b"\xff\xd9" not in data[-4096:]
-        if truncated:  # decode what is there, as libjpeg's file reader does when a file ends early
-            data += b"\xff\xd9"
-        try:
-            image = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
-        except cv2.error as exc:  # e.g. a header claiming more pixels than OpenCV allows
-            return None, f"not decodable ({str(exc).strip().splitlines()[-1]})"
-        if image is None:
-            return None, "not an image file, or corrupt"
-        if truncated and path not in self._truncated:
+        """The image, or None and why not; a truncated file is classified as far as it goes, warned about once."""
+        decoded = decode_image(path, self._hints)
+        if decoded.truncated and decoded.image is not None and path not in self._truncated:
             self._truncated.add(path)
             log.warning("image '%s' is truncated (damaged, or still being written): classified what could be "
                         "decoded", path)
-        return image, ""
+        return decoded.image, decoded.problem
 
     def close(self) -> None:
         pass

@@ -4,6 +4,10 @@ An optional extra (`pip install 'edge-infer[build]'`): TensorFlow is imported on
 functions, never by the runtime. The architecture comes from keras.applications; calibration
 images go through the runtime's own Preprocessor, so full-integer quantization is calibrated on
 exactly what inference will see.
+
+With `extractor`, the model ends at the pooled features instead of the classes (Keras's `include_top=False,
+pooling="avg"`, or a fine-tuned model cut at its last global average pooling): an embedding extractor of any
+alpha x resolution, which `edge-infer teach train --base FILE` teaches classes on.
 """
 
 from __future__ import annotations
@@ -54,10 +58,13 @@ class BuildRequest:
     calibration: str | None = None
     labels: str | None = None
     output: str | None = None
+    extractor: bool = False  # end at the pooled embedding [1, N], not at the classes
 
     def default_name(self) -> str:
         alpha = f"{self.alpha:g}" if self.alpha != 1.0 else "1.0"
-        return f"{self.arch}_{alpha}_{self.resolution}_{self.quantize}.tflite"
+        # Coral names its extractor <classifier>_embedding_extractor: the same here.
+        return f"{self.arch}_{alpha}_{self.resolution}_{self.quantize}" \
+               f"{'_embedding_extractor' if self.extractor else ''}.tflite"
 
 
 @dataclass(frozen=True)
@@ -65,10 +72,14 @@ class BuildResult:
     path: Path
     cost: GraphCost
     size_bytes: int
+    embedding: int | None = None  # an extractor's output size
 
 
 def validate(request: BuildRequest) -> Path:
     """Check everything a build needs before the slow part; return the output path."""
+    if request.extractor and (request.classes or request.labels):
+        raise ConfigError(f"--extractor: an embedding extractor has no classes, so no "
+                          f"{'--classes' if request.classes else '--labels'} (teach train gives it yours)")
     if request.arch not in SUPPORTED:
         raise ConfigError(f"--arch: {request.arch!r} is not one of {', '.join(SUPPORTED)}")
     alphas, resolutions = SUPPORTED[request.arch]
@@ -124,16 +135,35 @@ def keras_model(request: BuildRequest) -> Any:
     _, keras = import_tensorflow()
     if Path(request.weights).is_file():
         try:
-            return keras.models.load_model(request.weights, compile=False)
+            model = keras.models.load_model(request.weights, compile=False)
         except (ValueError, OSError) as exc:
             raise ConfigError(f"--weights: cannot load '{request.weights}' as a Keras model: {exc}") from exc
+        return pooled_features(model, request.weights) if request.extractor else model
     weights = "imagenet" if request.weights == "imagenet" else None
+    build = keras.applications.MobileNet if request.arch == "mobilenet_v1" else keras.applications.MobileNetV2
+    if request.extractor:  # Keras's own extractor: the ImageNet weights without the top (the "no_top" files)
+        return build(input_shape=(request.resolution, request.resolution, 3), alpha=request.alpha, weights=weights,
+                     include_top=False, pooling="avg")
     classes = request.classes or 1000
     if weights and classes != 1000:
         raise ConfigError("--classes: ImageNet weights come with 1000 classes; fine-tune, then pass --weights FILE")
-    build = keras.applications.MobileNet if request.arch == "mobilenet_v1" else keras.applications.MobileNetV2
     return build(input_shape=(request.resolution, request.resolution, 3), alpha=request.alpha, weights=weights,
                  classes=classes)
+
+
+def pooled_features(model: Any, source: str) -> Any:
+    """A fine-tuned classifier cut at its last global average pooling: its own embedding, [1, N].
+
+    Keras's V1 pools with keepdims ([1, 1, 1, N]) before its 1x1 convolution: the same pooling without keepdims
+    is applied here instead, so the output is [1, N] as include_top=False gives it, from one MEAN (a Reshape of a
+    batch of None would add SHAPE, STRIDED_SLICE and PACK to the graph)."""
+    _, keras = import_tensorflow()
+    pools = [layer for layer in model.layers if isinstance(layer, keras.layers.GlobalAveragePooling2D)]
+    if not pools:
+        raise ConfigError(f"--extractor: '{source}' has no global average pooling layer to end at: not a MobileNet "
+                          "classifier")
+    features = keras.layers.GlobalAveragePooling2D(name="embedding")(pools[-1].input)
+    return keras.Model(model.inputs, features)
 
 
 def representative_data(files: list[Path], height: int, width: int) -> Iterator[list[np.ndarray]]:
@@ -193,16 +223,21 @@ def build(request: BuildRequest) -> BuildResult:
     output = validate(request)
     model = keras_model(request)
     _, height, width, _ = model.input_shape
-    classes = int(model.output_shape[-1])
+    outputs = int(model.output_shape[-1])  # classes, or an extractor's embedding size
     content = convert(model, request)
     # keras.applications.mobilenet.preprocess_input is x / 127.5 - 1: MobileNet's own normalization.
     mean, std = MOBILENET_NORMALIZATION
-    info = {"arch": request.arch, "alpha": request.alpha, "resolution": int(height), "classes": classes,
-            "quantize": request.quantize, "weights": Path(request.weights).name, "mean": mean, "std": std}
-    content = with_metadata(content, label_list(request, classes), info)
+    info = {"arch": request.arch, "alpha": request.alpha, "resolution": int(height), "quantize": request.quantize,
+            "weights": Path(request.weights).name, "mean": mean, "std": std}
+    if request.extractor:
+        # No labels to pack (an empty labels.txt): a run refuses it for want of labels; teach takes it as a base.
+        info |= {"extractor": True, "embedding": outputs}
+        content = with_metadata(content, [], info)
+    else:
+        content = with_metadata(content, label_list(request, outputs), {**info, "classes": outputs})
     with replacing(output) as temp:
         temp.write_bytes(content)
-    return BuildResult(output, cost_of(content), len(content))
+    return BuildResult(output, cost_of(content), len(content), outputs if request.extractor else None)
 
 
 def compile_for_edgetpu(path: Path) -> Path:

@@ -256,6 +256,13 @@ class CameraView:
             cv2.resize(image, size, dst=self._scaled, interpolation=cv2.INTER_AREA)
         return self._scaled
 
+    def newest_frame(self) -> tuple[np.ndarray, int] | None:
+        """A copy of a frame that arrives within SNAPSHOT_WAIT_S (else of the newest one), full size, with its
+        frame number; None before the first frame."""
+        seq = self.grabber.seq
+        self.grabber.want(SNAPSHOT_WAIT_S)
+        return self.grabber.copy_newest(seq, SNAPSHOT_WAIT_S)
+
     def snapshot(self) -> bytes | None:
         """The newest frame at full size with its own results on it: encoded now, or at most SNAPSHOT_REUSE_S ago.
 
@@ -263,9 +270,7 @@ class CameraView:
         with self._snapshot_lock:
             if self._snapshot is not None and self._clock() - self._snapshot[0] < SNAPSHOT_REUSE_S:
                 return self._snapshot[1]
-            seq = self.grabber.seq
-            self.grabber.want(SNAPSHOT_WAIT_S)
-            copied = self.grabber.copy_newest(seq, SNAPSHOT_WAIT_S)
+            copied = self.newest_frame()
             if copied is None:
                 return None
             image, frame = copied

@@ -15,6 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ... import __version__
 from ...values import Box, CameraStatus, Classification, Frame, RunStatus
@@ -23,6 +24,9 @@ from .config import WebConfig
 from .frames import CameraView
 from .metrics import INFERENCE_BUCKETS, Histogram, RegionCounts, render_metrics
 from .server import STATIC, host_name, is_address, load_static, open_server, own_names, read_credentials
+
+if TYPE_CHECKING:
+    from .teach import TeachApi
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +63,11 @@ class WebOutput:
         self.max_viewers = config.max_viewers
         self.viewer_slots = threading.BoundedSemaphore(config.max_viewers)
         self._names = own_names(config.host, config.allowed_hosts)
+        self.teach: TeachApi | None = None
+        if context.teach is not None:
+            from .teach import TeachApi  # a run without the panel does not load it
+
+            self.teach = TeachApi(context.teach, self.views, config.host, self._credentials is not None)
         self._server = open_server(config)  # last: everything it serves exists
         self._server.web = self
         self._server_thread = threading.Thread(target=self._server.serve_forever, args=(SERVE_POLL_S,),

@@ -40,6 +40,7 @@ FAILED_LOGIN_DELAY_S = 1.0  # a wrong password is answered this much later: gues
 STALLED_VIEWER_S = 20.0  # a viewer that takes nothing for this long is disconnected (and a slow request line)
 HTML, JS, CSS = "text/html; charset=utf-8", "text/javascript; charset=utf-8", "text/css; charset=utf-8"
 STATIC = {"/": ("index.html", HTML), "/index.html": ("index.html", HTML), "/app.js": ("app.js", JS),
+          "/teach.js": ("teach.js", JS),
           "/style.css": ("style.css", CSS)}
 # The page loads nothing from elsewhere (no CDN): say so, so an injected script could not either.
 SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
@@ -147,14 +148,13 @@ class Handler(BaseHTTPRequestHandler):
     def do_HEAD(self) -> None:  # noqa: N802 - http.server's naming
         self.do_GET(head=True)
 
-    def do_GET(self, head: bool = False) -> None:  # noqa: N802 - http.server's naming
-        web = self.server.web
-        self._head = head
+    def admitted(self, web: WebOutput) -> bool:
+        """The Host is one of this server's names and the password (if one is set) is right; else answered."""
         host = self.headers.get("Host")
         if host is not None and not web.allows_host(host):
             self.reply(f"{host_name(host)!r} is not a name of this server: open it by its address or add the name "
                        "to web.allowed_hosts\n".encode(), "text/plain; charset=utf-8", HTTPStatus.MISDIRECTED_REQUEST)
-            return
+            return False
         authorization = self.headers.get("Authorization")
         if not web.authorized(authorization):
             if authorization:
@@ -163,6 +163,45 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("WWW-Authenticate", 'Basic realm="edge-infer", charset="UTF-8"')
             self.send_header("Content-Length", "0")
             self.end_headers()
+            return False
+        return True
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        """The Teach panel's write actions (teach.py); nothing else takes a body."""
+        web = self.server.web
+        self._head = False
+        if not self.admitted(web):
+            return
+        url = urlsplit(self.path)
+        teach = web.teach
+        text = "text/plain; charset=utf-8"
+        origin = self.headers.get("Origin")
+        length = self.headers.get("Content-Length", "")
+        try:
+            if teach is None or not url.path.startswith("/api/teach/"):
+                self.reply(b"not found\n", text, HTTPStatus.NOT_FOUND)
+            elif origin is not None and host_name(urlsplit(origin).netloc) != host_name(self.headers.get("Host", "")):
+                self.reply(b"a write from another site's page is refused\n", text, HTTPStatus.FORBIDDEN)
+            elif not length.isdigit():
+                self.reply(b"Content-Length is required\n", text, HTTPStatus.LENGTH_REQUIRED)
+            elif int(length) > teach.body_limit(url.path):
+                self.close_connection = True  # the body is not read: the connection cannot be reused
+                self.reply(f"at most {teach.body_limit(url.path)} bytes (teach.max_upload_megabytes)\n".encode(), text,
+                           HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
+            else:
+                body = self.rfile.read(int(length))
+                reply = teach.post(url.path, parse_qs(url.query), self.headers, body)
+                self.reply(reply.body, reply.kind, reply.status)
+        except (BrokenPipeError, ConnectionResetError, TimeoutError):
+            pass  # the client went away
+        except Exception as exc:  # a bug in an endpoint: one failed request, never a failed run
+            log.warning("web: POST %s failed: %s: %s", url.path, type(exc).__name__, exc)
+            log.debug("web request failed", exc_info=True)
+
+    def do_GET(self, head: bool = False) -> None:  # noqa: N802 - http.server's naming
+        web = self.server.web
+        self._head = head
+        if not self.admitted(web):
             return
         url = urlsplit(self.path)
         path = url.path
@@ -185,6 +224,9 @@ class Handler(BaseHTTPRequestHandler):
                     self.reply(jpeg, "image/jpeg")
             elif path == "/api/status":
                 self.reply(json.dumps(web.status()).encode(), "application/json")
+            elif path.startswith("/api/teach") and web.teach is not None:
+                reply = web.teach.get(path, parse_qs(url.query))
+                self.reply(reply.body, reply.kind, reply.status)
             elif path == "/metrics":
                 self.reply(web.metrics().encode(), "text/plain; version=0.0.4; charset=utf-8")
             elif path == "/favicon.ico":
