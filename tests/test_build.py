@@ -177,12 +177,15 @@ def test_random_weight_grid_points_and_their_cost(tmp_path: Path, calibration):
 
 
 def test_grid_skips_what_is_built(cli, tmp_path: Path):
+    (tmp_path / "mobilenet_v1_0.25_160_float32.tflite").write_bytes(b"built before")  # one grid point is there
     args = ("models", "build", "--grid", "--alphas", "0.25", "--resolutions", "128,160", "--quantize", "float32",
             "--output-dir", str(tmp_path))
     first = cli(*args, json_lines=False, timeout=300)
     assert first.status == 0, first.stderr
+    assert first.stderr.count("already built") == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mobilenet_v1_0.25_128_float32.tflite",
                                                           "mobilenet_v1_0.25_160_float32.tflite"]
+    assert (tmp_path / "mobilenet_v1_0.25_160_float32.tflite").read_bytes() == b"built before"
     second = cli(*args, json_lines=False)
     assert second.stderr.count("already built") == 2
 

@@ -73,7 +73,8 @@ def offline(shared: Path, tmp_path_factory) -> dict[str, str]:
 def test_compare_on_the_default_bases_ranks_the_ones_here_and_skips_the_rest(shared: Path, tmp_path: Path, cli,
                                                                               offline: dict[str, str]):
     compose(shared, tmp_path / "dataset", 6, seed=1)
-    done = cli("teach", "train", str(tmp_path / "dataset"), "--compare", "--json", env=offline, json_lines=False,
+    done = cli("teach", "train", str(tmp_path / "dataset"), "--compare", "--json", "--seconds", "0.3",
+               env=offline, json_lines=False,
                timeout=300)
     assert done.status == 0, done.stderr
     report = json.loads(done.stdout)
@@ -106,7 +107,8 @@ def test_compare_prints_a_table_and_skips_a_base_that_cannot_be_one(shared: Path
     compose(shared, tmp_path / "dataset", 3, seed=2)
     small = shared / "models" / "mobilenet_v1_0.25_128_quant.tflite"
     compiled = shared / "models" / "mobilenet_v1_0.25_128_quant_edgetpu.tflite"
-    done = cli("teach", "train", str(tmp_path / "dataset"), "--compare", str(small), str(compiled), env=offline,
+    done = cli("teach", "train", str(tmp_path / "dataset"), "--compare", str(small), str(compiled),
+               "--seconds", "0.3", env=offline,
                json_lines=False)
     assert done.status == 0, done.stderr
     lines = done.stdout.splitlines()

@@ -5,6 +5,7 @@ which files and why."""
 
 from __future__ import annotations
 
+import logging
 import struct
 from pathlib import Path
 
@@ -51,13 +52,22 @@ def spoil(folder: Path, photo: bytes) -> dict[str, Path]:
     return spoilt
 
 
+class Warnings(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
 @pytest.fixture(scope="module")
 def extractor(models: Path) -> Extractor:
     return Extractor(read_model(models / BASE), PreprocessConfig())
 
 
 def test_bombs_and_a_truncated_jpeg_are_skipped_with_a_warning_naming_each(shared: Path, tmp_path: Path,
-                                                                          extractor: Extractor, caplog):
+                                                                          extractor: Extractor):
     dataset = compose_dataset(shared, tmp_path / "dataset", 3, seed=1)
     photo = (dataset / "cat" / "000.jpg").read_bytes()
     spoilt = spoil(dataset / "cat", photo)
@@ -65,12 +75,19 @@ def test_bombs_and_a_truncated_jpeg_are_skipped_with_a_warning_naming_each(share
     if hwm_reset:
         Path("/proc/self/clear_refs").write_text("5")  # VmHWM from now on
     before = status_kb("VmRSS")
-    samples = embed_dataset(extractor, read_dataset(dataset), progress=False)
+    # On the module's own logger: an earlier test may have left the CLI's handlers in place of pytest's on the root.
+    warnings = Warnings()
+    logger = logging.getLogger("edge_infer.teach.embed")
+    logger.addHandler(warnings)
+    try:
+        samples = embed_dataset(extractor, read_dataset(dataset), progress=False)
+    finally:
+        logger.removeHandler(warnings)
     if hwm_reset:  # a decoded bomb would take 2.7 GB; the photos themselves a few MB
         assert status_kb("VmHWM") - before < 100_000
     assert samples.images_per_class(5).tolist() == [3, 3, 3, 3, 3]  # the three spoilt files are not samples
     assert len(samples.labels) == 15 * VARIANTS
-    said = {record.getMessage() for record in caplog.records if record.levelname == "WARNING"}
+    said = set(warnings.messages)
     assert f"skipped {spoilt['png bomb']}: 30000x30000 is more than the 100 million pixels edge-infer decodes " \
            "(a damaged header, or scale it down)" in said
     assert f"skipped {spoilt['jpeg bomb']}: 30000x30000 is more than the 100 million pixels edge-infer decodes " \

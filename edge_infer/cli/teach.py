@@ -31,6 +31,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                        "paths; default: MobileNet V1 0.25-1.0 x 128-224 quantized and the default V2, pulled if "
                        "missing), the held-out accuracy on DATASET beside the speed on this board and the size of "
                        "the model it would give, and the fastest within a point of the best")
+    train.add_argument("--seconds", type=float, default=2.0, help="with --compare: how long each base's speed is "
+                       "measured (default 2; at least 20 invokes)")
     train.add_argument("--apply", metavar="CONFIG", help="then set the model in this config (the region's model, or "
                        "model.path without cameras:), comments kept; a run of that config moves to it within 2 s, "
                        "without a restart")
@@ -116,6 +118,7 @@ def command_compare(args: argparse.Namespace) -> int:
     try:
         comparison = compare(CompareRequest(args.dataset, tuple(args.compare), PreprocessConfig(crop=args.crop),
                                             max(2, args.folds), progress=sys.stderr.isatty() and not args.json,
+                                            seconds=max(0.0, args.seconds),
                                             note=lambda line: print(f"edge-infer: {line}", file=sys.stderr,
                                                                     flush=True)))
     finally:
