@@ -68,17 +68,32 @@ def signal_name(returncode: int | None) -> str:
     return f"exit status {returncode}"
 
 
+def layout(info: LoadedModel) -> tuple[int, int]:
+    """The shared memory's two parts, in bytes: the input, then the scores (as the model's tensors hold them)."""
+    input_bytes, output_bytes = (int(np.prod(spec.shape)) * np.dtype(spec.dtype).itemsize
+                                 for spec in (info.input, info.output))
+    return input_bytes, output_bytes
+
+
+def shared_views(memory: mmap.mmap, info: LoadedModel) -> tuple[np.ndarray, np.ndarray]:
+    """The input ([height, width, 3]) and the scores ([classes]) in the shared memory, both processes alike."""
+    spec_in, spec_out = info.input, info.output
+    image = np.frombuffer(memory, spec_in.dtype, count=int(np.prod(spec_in.shape))).reshape(spec_in.shape)[0]
+    scores = np.frombuffer(memory, spec_out.dtype, count=int(np.prod(spec_out.shape)),
+                           offset=layout(info)[0]).reshape(spec_out.shape)[0]
+    return image, scores
+
+
 class WorkerProcess:
     """One started worker: its process, its socket, the reader of its stderr."""
 
     def __init__(self, config: ModelConfig, memory_fd: Callable[[int, int], int]) -> None:
-        """`memory_fd(input bytes, output bytes)`: the shared memory's file descriptor, sized for the model."""
+        """`memory_fd(input bytes, score bytes)`: the shared memory's file descriptor, sized for the model."""
         self._socket, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "edge_infer.pipeline.worker", str(theirs.fileno())], pass_fds=[theirs.fileno()],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                start_new_session=False)
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         finally:
             theirs.close()
         self.tail: collections.deque[str] = collections.deque(maxlen=STDERR_LINES)
@@ -88,7 +103,7 @@ class WorkerProcess:
                                         name="worker-stderr", daemon=True)
         self._reader.start()
         try:
-            self._send(json.dumps(dataclasses.asdict(config)).encode())
+            self._socket.sendall(json.dumps(dataclasses.asdict(config)).encode())
             answer = self._receive(START_TIMEOUT_S)
             if answer is None:
                 raise RuntimeUnavailableError(self.death())
@@ -98,18 +113,13 @@ class WorkerProcess:
                 raise ERRORS.get(error_type, RuntimeUnavailableError)(message)
             self.info: LoadedModel = payload[0]
             self.cost: GraphCost = payload[1]
-            spec_in, spec_out = self.info.input, self.info.output
-            fd = memory_fd(int(np.prod(spec_in.shape)) * np.dtype(spec_in.dtype).itemsize,
-                           int(np.prod(spec_out.shape)) * np.dtype(spec_out.dtype).itemsize)
+            fd = memory_fd(*layout(self.info))
             socket.send_fds(self._socket, [b"m"], [fd])
             if self._receive(START_TIMEOUT_S) != b"k":
                 raise RuntimeUnavailableError(self.death())
         except BaseException:
             self.stop()
             raise
-
-    def _send(self, message: bytes) -> None:
-        self._socket.sendall(message)
 
     def _receive(self, timeout: float) -> bytes | None:
         """The next message; None when the worker is gone (or, after `timeout`, killed as hung)."""
@@ -198,12 +208,7 @@ class IsolatedClassifier(Classifier):
 
     def _views(self) -> None:
         assert self._memory is not None
-        _, memory, (input_bytes, _) = self._memory
-        spec_in, spec_out = self.info.input, self.info.output
-        self._input = np.frombuffer(memory, spec_in.dtype, count=int(np.prod(spec_in.shape))).reshape(
-            spec_in.shape)[0]
-        self._output = np.frombuffer(memory, spec_out.dtype, count=int(np.prod(spec_out.shape)),
-                                     offset=input_bytes).reshape(spec_out.shape)[0]
+        self._input, self._output = shared_views(self._memory[1], self.info)
 
     def input_tensor(self) -> np.ndarray:
         return self._input
@@ -289,14 +294,7 @@ def serve(fd: int) -> int:
         return 1
     connection.send(pickle.dumps(("ready", (classifier.info, classifier.cost()))))
     _, fds, _, _ = socket.recv_fds(connection, 16, 1)
-    spec_in, spec_out = classifier.info.input, classifier.info.output
-    input_bytes = int(np.prod(spec_in.shape)) * np.dtype(spec_in.dtype).itemsize
-    output_bytes = int(np.prod(spec_out.shape)) * np.dtype(spec_out.dtype).itemsize
-    memory = mmap.mmap(fds[0], input_bytes + output_bytes)
-    shared_in = np.frombuffer(memory, spec_in.dtype, count=input_bytes // np.dtype(spec_in.dtype).itemsize
-                              ).reshape(spec_in.shape)[0]
-    shared_out = np.frombuffer(memory, spec_out.dtype, count=output_bytes // np.dtype(spec_out.dtype).itemsize,
-                               offset=input_bytes)
+    shared_in, shared_out = shared_views(mmap.mmap(fds[0], sum(layout(classifier.info))), classifier.info)
     connection.send(b"k")
     while connection.recv(16) not in (b"", b"q"):
         np.copyto(classifier.input_tensor(), shared_in)
@@ -305,7 +303,7 @@ def serve(fd: int) -> int:
         except RuntimeUnavailableError as exc:
             connection.send(b"e" + str(exc).encode())
             continue
-        np.copyto(shared_out, classifier.raw_scores().reshape(-1))
+        np.copyto(shared_out, classifier.raw_scores())
         connection.send(b"k")
     return 0
 

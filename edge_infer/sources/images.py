@@ -88,6 +88,11 @@ def decode_image(path: str | Path, hints: SourceHints) -> Decoded:
         data = Path(path).read_bytes()
     except OSError as exc:
         return Decoded(None, exc.strerror or str(exc))
+    return decode_data(data, hints)
+
+
+def decode_data(data: bytes, hints: SourceHints) -> Decoded:
+    """decode_image's checks and decoding of an image already in memory (a photo uploaded to the live page)."""
     size = image_size(data)
     flags = cv2.IMREAD_COLOR
     if size is not None:

@@ -31,11 +31,10 @@ from ..models.files import resolve_model
 from ..models.runtime import usable_cores
 from ..models.zoo import build_manifest, find_entry
 from ..outputs.snapshots import encode_jpeg, write_atomically
-from ..pipeline.cameras import cameras_of, regions_of
 from ..values import Box
 from .capture import CLASS_NAME, JPEG_QUALITY
 from .config import TeachConfig
-from .in_use import IN_USE_FILE, InUse, choose, configured_model, read_in_use, without, write_in_use
+from .in_use import IN_USE_FILE, InUse, choose, configured_model, read_in_use, region_at, without, write_in_use
 
 log = logging.getLogger(__name__)
 
@@ -169,11 +168,11 @@ class TeachDesk:
     def add_sample(self, place: Place, label: str, image: np.ndarray, whole_frame: bool = True) -> str:
         """Save `image` as a sample of `label`: a camera's frame is cropped to the place's box first, an uploaded
         photo (`whole_frame=False`) is saved as it is. The sample's file name."""
+        folder = self.class_dir(place, label)  # the place and the class name checked first
         if whole_frame:
             height, width = image.shape[:2]
-            x, y, w, h = self.places[place].pixels(width, height) if place in self.places else (0, 0, width, height)
+            x, y, w, h = self.places[place].pixels(width, height)
             image = image[y: y + h, x: x + w]
-        folder = self.class_dir(place, label)
         data = encode_jpeg(np.ascontiguousarray(image), JPEG_QUALITY)
         with self._lock:
             samples = folder.parent
@@ -303,8 +302,5 @@ def sample_names(folder: Path) -> list[str]:
 
 def crop_of(config: Config, place: Place) -> str:
     """The preprocess.crop the place runs with: training sees its samples as the run will."""
-    for camera in cameras_of(config):
-        for region in regions_of(camera):
-            if (camera.name or None, region.name or None) == place:
-                return region.preprocess.crop or config.preprocess.crop
-    return config.preprocess.crop
+    region = region_at(config, *place)
+    return (region.preprocess.crop if region is not None else None) or config.preprocess.crop

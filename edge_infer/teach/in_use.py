@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..config import Config
 from ..outputs.snapshots import write_atomically
-from ..pipeline.cameras import cameras_of, regions_of
+from ..pipeline.cameras import RegionConfig, cameras_of, regions_of
 
 log = logging.getLogger(__name__)
 
@@ -32,15 +32,18 @@ class InUse:
     replaces: str  # the configuration's model for the place when this was chosen
 
 
+def region_at(config: Config, camera: str | None, region: str | None) -> RegionConfig | None:
+    """The configuration's region at a place (a camera without regions: its whole frame, None); None: no such."""
+    for each in cameras_of(config):
+        if (each.name or None) == camera:
+            return next((place for place in regions_of(each) if (place.name or None) == region), None)
+    return None
+
+
 def configured_model(config: Config, camera: str | None, region: str | None) -> str | None:
     """The model the configuration runs at a place (a region's own, else model.path); None: no such place."""
-    for each in cameras_of(config):
-        if (each.name or None) != camera:
-            continue
-        for place in regions_of(each):
-            if (place.name or None) == region:
-                return place.model or config.model.path
-    return None
+    found = region_at(config, camera, region)
+    return None if found is None else found.model or config.model.path
 
 
 def with_in_use(config: Config, entries: tuple[InUse, ...]) -> Config:

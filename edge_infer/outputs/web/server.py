@@ -16,7 +16,7 @@ import select
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
@@ -177,7 +177,7 @@ class Handler(BaseHTTPRequestHandler):
         text = "text/plain; charset=utf-8"
         origin = self.headers.get("Origin")
         length = self.headers.get("Content-Length", "")
-        try:
+        with self.contained(url.path):
             if teach is None or not url.path.startswith("/api/teach/"):
                 self.reply(b"not found\n", text, HTTPStatus.NOT_FOUND)
             elif origin is not None and host_name(urlsplit(origin).netloc) != host_name(self.headers.get("Host", "")):
@@ -192,10 +192,17 @@ class Handler(BaseHTTPRequestHandler):
                 body = self.rfile.read(int(length))
                 reply = teach.post(url.path, parse_qs(url.query), self.headers, body)
                 self.reply(reply.body, reply.kind, reply.status)
+
+    @contextlib.contextmanager
+    def contained(self, path: str) -> Iterator[None]:
+        """A client that went away ends its request quietly; a bug in an endpoint is one failed request, never
+        a failed run."""
+        try:
+            yield
         except (BrokenPipeError, ConnectionResetError, TimeoutError):
-            pass  # the client went away
-        except Exception as exc:  # a bug in an endpoint: one failed request, never a failed run
-            log.warning("web: POST %s failed: %s: %s", url.path, type(exc).__name__, exc)
+            pass
+        except Exception as exc:
+            log.warning("web: %s %s failed: %s: %s", self.command, path, type(exc).__name__, exc)
             log.debug("web request failed", exc_info=True)
 
     def do_GET(self, head: bool = False) -> None:  # noqa: N802 - http.server's naming
@@ -205,7 +212,7 @@ class Handler(BaseHTTPRequestHandler):
             return
         url = urlsplit(self.path)
         path = url.path
-        try:
+        with self.contained(path):
             if path in STATIC:
                 name, kind = STATIC[path]
                 self.reply(web.static[name], kind)
@@ -233,11 +240,6 @@ class Handler(BaseHTTPRequestHandler):
                 self.reply(b"", "image/x-icon", HTTPStatus.NO_CONTENT)
             else:
                 self.reply(b"not found\n", "text/plain; charset=utf-8", HTTPStatus.NOT_FOUND)
-        except (BrokenPipeError, ConnectionResetError, TimeoutError):
-            pass  # the client went away
-        except Exception as exc:  # a bug in an endpoint: one failed request, never a failed run
-            log.warning("web: %s failed: %s: %s", path, type(exc).__name__, exc)
-            log.debug("web request failed", exc_info=True)
 
     def reply(self, body: bytes, kind: str, status: HTTPStatus = HTTPStatus.OK) -> None:
         self.send_response(status)

@@ -29,7 +29,7 @@ import numpy as np
 
 from ...errors import ConfigError, EdgeInferError
 from ...sources.base import SourceHints
-from ...sources.images import decode_image
+from ...sources.images import decode_data
 from ...teach.desk import Place, TeachDesk, TeachRefused
 from .frames import CameraView
 
@@ -121,13 +121,7 @@ class TeachApi:
         if not body:
             raise ConfigError("the photo is empty")
         self._desk.class_dir(place, label)  # a bad class name is refused before the photo is looked at
-        temporary = self._desk.place_dir(place) / f".upload-{secrets.token_hex(8)}"
-        temporary.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            temporary.write_bytes(body)
-            decoded = decode_image(temporary, UPLOAD_HINTS)  # the media checks every image file goes through
-        finally:
-            temporary.unlink(missing_ok=True)
+        decoded = decode_data(body, UPLOAD_HINTS)  # the media checks every image file goes through
         if decoded.image is None or decoded.truncated:
             raise ConfigError(f"the photo cannot be used: {decoded.problem or 'truncated'}")
         return self._desk.add_sample(place, label, np.ascontiguousarray(decoded.image), whole_frame=False)
