@@ -138,3 +138,17 @@ def test_bad_comparisons_are_refused_with_one_line(shared: Path, tmp_path: Path,
         assert done.status == 2 and len(error_lines(done.stderr)) == 1, (args, done.stderr)
         assert all(message in error_lines(done.stderr)[0] for message in messages), (args, done.stderr)
     assert not list(tmp_path.rglob("*.tflite"))
+
+
+def test_a_mirrors_password_never_reaches_the_notes_or_the_report(shared: Path, tmp_path: Path, cli,
+                                                                   offline: dict[str, str]):
+    """A base pulled from a mirror that cannot be reached is skipped with the reason, its URL's password hidden."""
+    compose(shared, tmp_path / "dataset", 3, seed=3)
+    small = shared / "models" / "mobilenet_v1_0.25_128_quant.tflite"
+    env = {**offline, "EDGE_INFER_MODEL_MIRROR": "https://mirror-user:s3cret-token@127.0.0.1:9/models"}
+    done = cli("teach", "train", str(tmp_path / "dataset"), "--compare", str(small), "mobilenet_v1_1.0_224_quant",
+               "--seconds", "0.3", "--json", env=env, json_lines=False)
+    assert done.status == 0, done.stderr
+    [skipped] = json.loads(done.stdout)["skipped"]
+    assert skipped["base"] == "mobilenet_v1_1.0_224_quant" and "127.0.0.1" in skipped["reason"]
+    assert "s3cret-token" not in done.stdout + done.stderr

@@ -27,6 +27,7 @@ chip is a ModelError.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import logging
@@ -45,6 +46,7 @@ from ..models.metadata import align_labels, load_labels, parse_labels
 from ..models.tensors import TensorSpec
 from ..models.zoo import build_manifest, find_entry, redownload_hint
 from .classifier import Classifier, LoadedModel, ModelConfig
+from .postprocess import dequantize
 
 log = logging.getLogger(__name__)
 
@@ -192,34 +194,30 @@ def gives_probabilities(dtype: type, scale: float, zero_point: float) -> bool | 
 class HailoClassifier(Classifier):
     """A Classifier on the Hailo: the same methods, HailoRT's objects instead of an interpreter."""
 
-    def __init__(self, info: LoadedModel, handles: dict[str, Any], pixels: np.ndarray, raw: np.ndarray,
-                 quant: tuple[float, float] | None, probabilities: bool | None, errors: type[BaseException]) -> None:
+    def __init__(self, info: LoadedModel, handles: tuple[Any, ...], configured: Any, bindings: Any,
+                 pixels: np.ndarray, raw: np.ndarray, quant: tuple[float, float], probabilities: bool | None,
+                 errors: type[BaseException]) -> None:
         self.info = info
-        self._handles = handles  # infer model, configured model, bindings: kept alive while the buffers are bound
+        self._handles = handles  # the HEF and infer model: kept alive while the buffers are bound
+        self._configured: Any = configured  # None once closed
+        self._run = functools.partial(configured.run, [bindings], INVOKE_TIMEOUT_MS)  # one frame: built once
         self._pixels = pixels  # the bound input buffer: (height, width, 3) uint8 RGB
-        self._raw = raw  # the bound output buffer, in the HEF's output format
-        self._quant = quant  # (qp_scale, qp_zp), None for a float output
+        self._raw = raw.reshape(-1)  # the bound output buffer, in the HEF's output format
+        self._quant = quant  # (qp_scale, qp_zp); (0, 0) for a float output, which dequantize copies as it is
         self._probabilities = probabilities
         self._errors = errors
         self._scores = np.zeros(info.output.shape[1], np.float32)
-        self._closed = False
 
     def input_tensor(self) -> np.ndarray:
         return self._pixels
 
     def invoke(self) -> None:
         try:
-            self._handles["configured"].run([self._handles["bindings"]], INVOKE_TIMEOUT_MS)
+            self._run()
         except self._errors as exc:
             raise RuntimeUnavailableError(f"inference failed in {self.info.name} on the Hailo: {said(exc)} "
                                           f"(HailoRT: {status_of(exc)})") from exc
-        scores, raw = self._scores, self._raw.reshape(-1)
-        if self._quant is not None:
-            scale, zero_point = self._quant
-            np.subtract(raw, np.float32(zero_point), out=scores, dtype=np.float32)
-            scores *= np.float32(scale)
-        else:
-            scores[...] = raw
+        scores = dequantize(self._raw, *self._quant, self._scores)
         probabilities = self._probabilities
         if probabilities is None:  # a float output: probabilities when they look like ones
             probabilities = bool(scores.min() >= 0.0 and abs(float(scores.sum()) - 1.0) < 0.01)
@@ -243,16 +241,14 @@ class HailoClassifier(Classifier):
     def close(self) -> None:
         """Drop the configured model and, with its last user, release the VDevice (picamera2's Hailo.close), so a
         new VDevice (the Hailo tried again after a failover) finds the device free."""
-        if self._closed:
+        configured, self._configured = self._configured, None
+        if configured is None:  # closed already
             return
-        self._closed = True
-        configured = self._handles.get("configured")
-        self._handles.clear()
-        if configured is not None:
-            try:
-                configured.shutdown()
-            except Exception as exc:  # a dead device may refuse; the VDevice goes anyway
-                log.debug("the Hailo model did not shut down cleanly: %s", said(exc))
+        self._handles = ()
+        try:
+            configured.shutdown()
+        except Exception as exc:  # a dead device may refuse; the VDevice goes anyway
+            log.debug("the Hailo model did not shut down cleanly: %s", said(exc))
         DEVICE.release()
 
 
@@ -314,10 +310,9 @@ def open_on(platform: Any, vdevice: Any, model: ModelFile, config: ModelConfig) 
             raise hef_error(model, version, exc) from exc
         raise RuntimeUnavailableError(f"the Hailo cannot run '{model.path}' ({said(exc)}; HailoRT: {status}): "
                                       f"{DEVICE_HINT}") from exc
-    quant = None
-    if np.dtype(dtype).kind != "f":
-        quant = (float(scores.quant_info.qp_scale), float(scores.quant_info.qp_zp))
-    probabilities = gives_probabilities(dtype, *quant) if quant is not None else None
+    quantized = np.dtype(dtype).kind != "f"
+    quant = (float(scores.quant_info.qp_scale), float(scores.quant_info.qp_zp)) if quantized else (0.0, 0.0)
+    probabilities = gives_probabilities(dtype, *quant)
     info = LoadedModel(model.name, str(model.path), "hailo", f"hailort {version}".strip(), 1,
                        TensorSpec(0, (1, *shape), np.uint8, 1.0, 0),
                        TensorSpec(0, (1, classes), np.float32, 0.0, 0), labels, labels_source,
@@ -327,8 +322,7 @@ def open_on(platform: Any, vdevice: Any, model: ModelFile, config: ModelConfig) 
              shape[1], shape[0], classes, labels_source, version, arch or "the Hailo",
              {True: "probabilities from the network", False: "logits, softmax on the CPU",
               None: "float scores (softmax unless they are probabilities)"}[probabilities])
-    handles = {"infer_model": infer_model, "configured": configured, "bindings": bindings, "hef": hef}
-    return HailoClassifier(info, handles, pixels, raw, quant, probabilities, errors)
+    return HailoClassifier(info, (hef, infer_model), configured, bindings, pixels, raw, quant, probabilities, errors)
 
 
 def hef_error(model: ModelFile, version: str, exc: BaseException) -> ModelError:

@@ -19,7 +19,7 @@ class PostprocessConfig:
     unknown_below: float = field(default=0.0, metadata={"min": 0.0, "max": 1.0})
 
 
-def dequantize(raw: np.ndarray, scale: float, zero_point: int, out: np.ndarray) -> np.ndarray:
+def dequantize(raw: np.ndarray, scale: float, zero_point: float, out: np.ndarray) -> np.ndarray:
     """real = scale * (q - zero_point), written into `out` (float32); a float output is copied as is."""
     if scale == 0:
         out[...] = raw

@@ -29,6 +29,7 @@ from ..models.pull import fetch_missing
 from ..models.runtime import load_runtime, open_interpreter, usable_cores
 from ..models.zoo import DEFAULT_MODEL, V1_TABLE, alpha_text, build_manifest, close_matches, find_entry
 from ..pipeline.preprocess import PreprocessConfig
+from ..security.redact import redact
 from .dataset import Dataset, read_dataset
 from .embed import Extractor, embed_dataset
 from .graph import HeadWeights, with_head
@@ -201,7 +202,7 @@ def compare(request: CompareRequest) -> Comparison:
         try:
             rows.append(measure_base(given, dataset, request, threads))
         except (ModelError, RuntimeUnavailableError) as exc:  # this base's problem: the others still compare
-            reason = " ".join(str(exc).split())
+            reason = redact(" ".join(str(exc).split()))  # a mirror's URL may carry a password
             skipped.append(Skipped(given, reason))
             note(f"skipped {given}: {reason}")
     if not rows:

@@ -23,7 +23,7 @@ from pathlib import Path
 from ...errors import ModelError
 from ...models.files import resolve_model
 from ...models.zoo import build_manifest, find_entry
-from ...pipeline.hailo import DEVICE_HINT, INSTALL_HINT
+from ...pipeline.hailo import DEVICE_HINT, DRIVER_VERSION_FILE, INSTALL_HINT, driver_version
 from .report import Check, Runner, Verdict, joined, run_command, worst
 
 LIBRARY_PROBE = "import hailo_platform; print(hailo_platform.__version__)"
@@ -45,7 +45,8 @@ class HailoState:
     hef_arch: str | None  # the chip it is compiled for
 
 
-def last_field(text: str, prefix: str) -> str | None:
+def field_after(text: str, prefix: str) -> str | None:
+    """The value of the first `prefix: value` line of a tool's report."""
     for line in text.splitlines():
         if line.strip().startswith(prefix):
             return line.split(":", 1)[1].strip() or None
@@ -59,10 +60,7 @@ def hailo_device(dev: str = "/dev") -> bool:
 def read_hailo(hef: str | None, models_dir: str | None, run: Runner = run_command, python: str | None = None,
                env: Mapping[str, str] | None = None, dev: str = "/dev", root: str = "/") -> HailoState:
     device = hailo_device(dev)
-    try:
-        driver: str | None = Path(root, "sys/module/hailo_pci/version").read_text().strip() or None
-    except OSError:
-        driver = None
+    driver = driver_version(str(Path(root, DRIVER_VERSION_FILE.lstrip("/"))))
     probe = run([python or sys.executable, "-c", LIBRARY_PROBE], timeout=30, env=env)
     answered = probe is not None and probe.status == 0 and probe.stdout.strip()
     library = probe.stdout.strip().splitlines()[-1] if answered and probe is not None else None
@@ -71,7 +69,7 @@ def read_hailo(hef: str | None, models_dir: str | None, run: Runner = run_comman
     if device:
         identify = run(["hailortcli", "fw-control", "identify"], timeout=30)
         if identify is not None and identify.status == 0:
-            device_arch = last_field(identify.stdout, DEVICE_ARCH_LINE)
+            device_arch = field_after(identify.stdout, DEVICE_ARCH_LINE)
     hef_arch = None
     if hef:
         try:
@@ -80,10 +78,10 @@ def read_hailo(hef: str | None, models_dir: str | None, run: Runner = run_comman
             path = None
         parsed = run(["hailortcli", "parse-hef", str(path)], timeout=30) if path is not None else None
         if parsed is not None and parsed.status == 0:
-            hef_arch = last_field(parsed.stdout, HEF_ARCH_LINE)
-        entry = find_entry(build_manifest(), Path(hef).name)
-        if hef_arch is None and entry is not None and entry.hailo:
-            hef_arch = entry.hailo.upper()
+            hef_arch = field_after(parsed.stdout, HEF_ARCH_LINE)
+        if hef_arch is None:  # hailortcli missing or refusing: the zoo knows its own HEFs' chip
+            entry = find_entry(build_manifest(), Path(hef).name)
+            hef_arch = entry.hailo.upper() if entry is not None and entry.hailo else None
     return HailoState(device, driver, library, library_error, device_arch, hef, hef_arch)
 
 
