@@ -38,6 +38,7 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from conftest import test_data_dir  # noqa: E402
 from test_teach_accuracy import PHOTOS, compose_dataset  # noqa: E402
+from test_teach_embed import reset_hwm, status_kb  # noqa: E402
 
 from edge_infer.models.files import read_model  # noqa: E402
 from edge_infer.models.runtime import usable_cores  # noqa: E402
@@ -81,13 +82,6 @@ def speed(base: Path, dataset: Path, output: Path, rounds: int) -> None:
           f"{rounds} alternating rounds); target train <= 1.3 x {e:.2f} + 2 = {1.3 * e + 2:.2f} s: {verdict}")
 
 
-def status_kb(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise KeyError(field)
-
-
 @dataclass(frozen=True)
 class Memory:
     before: int  # kB
@@ -115,15 +109,6 @@ class Sampler:
         self._stop.set()
         self._thread.join()
         return max(self.peak, status_kb("VmRSS"))
-
-
-def reset_hwm() -> bool:
-    """VmHWM back to the current RSS (Linux 4.0+: writing 5 to clear_refs)."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
 
 
 def taught_in_a_thread(base: Path, dataset: Path, output: Path) -> Memory:

@@ -68,7 +68,7 @@ def result() -> Classification:
 def test_watchdog_pings_stop_when_frames_stop(tmp_path):
     notify = NotifySocket(tmp_path / "notify")
     now = [0.0]
-    notifier = SystemdNotifier(notify.path, watchdog_interval_s=1.0, clock=lambda: now[0])
+    notifier = SystemdNotifier(notify.path, watchdog_interval_s=1.0, clock=lambda: now[0], board=None)
     for t in (0.0, 0.2, 0.4, 0.6, 5.0):  # frames at 5 fps, then a 4.4 s stall, then one frame
         now[0] = t
         notifier.publish(result())

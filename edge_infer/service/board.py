@@ -13,6 +13,7 @@ The throttling flags come from the kernel, read as raspberrypi/linux has them:
 
 from __future__ import annotations
 
+import functools
 import glob
 import logging
 import os
@@ -38,13 +39,14 @@ FIRMWARE_THROTTLED = "sys/devices/platform/soc*/*:firmware/get_throttled"
 HWMON_DEVICES = "sys/class/hwmon/hwmon*"
 HWMON_NAME = "rpi_volt"  # raspberrypi-hwmon.c, rpi_hwmon_probe: devm_hwmon_device_register_with_info(dev, "rpi_volt")
 
-# Bits of `vcgencmd get_throttled`: 0-3 are the state now, 16-19 whether it happened since they were last cleared.
+# Bits of `vcgencmd get_throttled` (the Raspberry Pi documentation's "vcgencmd" page, get_throttled's table; the
+# same word raspberrypi-hwmon.c reads): 0-3 are the state now, 16-19 whether it happened since last cleared.
 THROTTLE_BITS = {
     0: "under_voltage", 1: "frequency_capped", 2: "throttled", 3: "soft_temperature_limit",
     16: "under_voltage_occurred", 17: "frequency_capped_occurred", 18: "throttled_occurred",
     19: "soft_temperature_limit_occurred",
 }
-CONDITIONS = ("under_voltage", "frequency_capped", "throttled", "soft_temperature_limit")
+CONDITIONS = tuple(THROTTLE_BITS[bit] for bit in range(4))
 SINCE_START = "since the service started"
 
 
@@ -81,25 +83,39 @@ def cpu_temperature_c(path: str = THERMAL_ZONE) -> float | None:
         return None
 
 
+# The board's devices do not come and go while it runs: each is looked up once per root, not at every reading
+# (the service reads the board every 2 s, on the inference loop's thread).
+@functools.cache
 def firmware_throttled_file(root: str = "/") -> str | None:
     """The firmware driver's get_throttled under `root`, on any Pi; None where there is none."""
     found = sorted(glob.glob(os.path.join(root, FIRMWARE_THROTTLED)))
     return found[0] if found else None
 
 
+@functools.cache
+def hwmon_volt_device(root: str = "/") -> str | None:
+    """raspberrypi-hwmon's device under `root` (named HWMON_NAME), None without it."""
+    return next((device for device in sorted(glob.glob(os.path.join(root, HWMON_DEVICES)))
+                 if read_text(os.path.join(device, "name")) == HWMON_NAME), None)
+
+
 def undervoltage_alarm(root: str = "/") -> bool | None:
     """raspberrypi-hwmon's in0_lcrit_alarm, None without it: the sticky under-voltage bit (16) of the firmware's
     last 2 s poll (rpi_read), i.e. under-voltage during the 2 s before it."""
-    for device in sorted(glob.glob(os.path.join(root, HWMON_DEVICES))):
-        if read_text(os.path.join(device, "name")) == HWMON_NAME:
-            alarm = read_text(os.path.join(device, "in0_lcrit_alarm"))
-            return alarm == "1" if alarm in ("0", "1") else None
-    return None
+    device = hwmon_volt_device(root)
+    alarm = read_text(os.path.join(device, "in0_lcrit_alarm")) if device is not None else None
+    return alarm == "1" if alarm in ("0", "1") else None
+
+
+@functools.cache
+def vcgencmd_path() -> str | None:
+    return shutil.which("vcgencmd")
 
 
 def vcgencmd_throttled() -> str | None:
-    """`vcgencmd get_throttled`'s output, or None where there is no vcgencmd (looked up first: no fork for nothing)."""
-    if shutil.which("vcgencmd") is None:
+    """`vcgencmd get_throttled`'s output (raspberrypi/utils vcgencmd/vcgencmd.c: "throttled=0x..."), or None where
+    there is no vcgencmd (looked up once: no fork for nothing)."""
+    if vcgencmd_path() is None:
         return None
     try:
         return subprocess.run(["vcgencmd", "get_throttled"], capture_output=True, text=True, timeout=2).stdout
@@ -135,6 +151,9 @@ class ThrottleCounter:
     """
 
     def __init__(self) -> None:
+        # Held by board_health over reading the flags and observing them: readers on several threads (the
+        # notifier, the statuses) must observe in the order they read, or a stale reading counts an event twice.
+        self.reading = threading.Lock()
         self._lock = threading.Lock()
         self._counts = dict.fromkeys(CONDITIONS, 0)
         self._seen: frozenset[str] = frozenset()
@@ -180,10 +199,12 @@ def board_health(root: str = "/", counter: ThrottleCounter = SERVICE_THROTTLING)
     """The SoC temperature and the throttling flags now; the "occurred" flags and counts are `counter`'s, since the
     service started (the firmware's own are cleared every 2 s, see above). A new event is logged as a warning."""
     temperature = cpu_temperature_c(os.path.join(root, THERMAL_ZONE.lstrip("/")))
-    flags = throttled_flags(root)
+    with counter.reading:
+        flags = throttled_flags(root)
+        began = counter.observe(flags) if flags is not None else []
     if flags is None:
         return BoardHealth(temperature, None)
-    for condition in counter.observe(flags):
+    for condition in began:
         log.warning("the board reports %s (%d %s)", condition.replace("_", " "), counter.counts()[condition],
                     SINCE_START)
     counts = counter.counts()

