@@ -164,3 +164,19 @@ def test_a_failed_training_says_why_and_leaves_the_candidate(desk: TeachDesk, im
     job = wait_for_training(desk)
     assert job["state"] == "failed" and "at least two" in job["error"]
     assert not (desk.place_dir(door) / "candidate.tflite").exists()
+
+
+def test_a_failed_trainings_reason_on_the_page_hides_a_url_password(desk: TeachDesk, images: Path, monkeypatch):
+    import edge_infer.teach.train as teach_train
+    from edge_infer.errors import ModelError
+
+    def unreachable(request):
+        raise ModelError("cannot download https://mirror-user:s3cret@mirror.example/models/base.tflite: refused")
+
+    monkeypatch.setattr(teach_train, "train", unreachable)
+    door = ("porch", "door")
+    for label in ("bird", "cat"):
+        desk.add_sample(door, label, cv2.imread(str(images / "parrot.jpg")), whole_frame=False)
+    desk.start_training(door)
+    job = wait_for_training(desk)
+    assert job["state"] == "failed" and "mirror.example" in job["error"] and "s3cret" not in job["error"]

@@ -31,6 +31,7 @@ from ..models.files import resolve_model
 from ..models.runtime import usable_cores
 from ..models.zoo import build_manifest, find_entry
 from ..outputs.snapshots import encode_jpeg, write_atomically
+from ..security.redact import redact
 from ..values import Box
 from .capture import CLASS_NAME, JPEG_QUALITY
 from .config import TeachConfig
@@ -248,11 +249,13 @@ class TeachDesk:
             self._job = replace(self._job, state="failed", error="stopped with the run", finished=time.time())
         except EdgeInferError as exc:
             log.warning("teach: training %s failed: %s", place_key(place), exc)
-            self._job = replace(self._job, state="failed", error=str(exc), finished=time.time())
+            # On the page: a base pulled from a mirror names its URL, which may carry a password.
+            self._job = replace(self._job, state="failed", error=redact(str(exc)), finished=time.time())
         except Exception as exc:  # a bug: one failed training, never a failed run
             log.warning("teach: training %s failed: %s: %s", place_key(place), type(exc).__name__, exc)
             log.debug("teach training failed", exc_info=True)
-            self._job = replace(self._job, state="failed", error=f"{type(exc).__name__}: {exc}", finished=time.time())
+            self._job = replace(self._job, state="failed", error=redact(f"{type(exc).__name__}: {exc}"),
+                                finished=time.time())
         else:
             log.info("teach: %s trained: %s held-out accuracy over %d images", place_key(place),
                      "no" if report["held_out_accuracy"] is None else f"{report['held_out_accuracy']:.0%}",
