@@ -160,6 +160,18 @@ install_apt_packages() {
     else
         say "python3-picamera2 is not available from apt here: Pi camera support stays off (USB cameras work)"
     fi
+    # The AI Camera (IMX500): its sensor firmware, its networks (/usr/share/imx500-models) and picamera2's imports
+    # for it come with imx500-all, on Raspberry Pi OS only; installed where an AI Camera is attached (the imx500
+    # driver is bound to a sensor) or the config runs a network on one.
+    local imx500_driver=${EDGE_INFER_IMX500_DRIVER:-/sys/bus/i2c/drivers/imx500}
+    if compgen -G "$imx500_driver/*-001a" >/dev/null \
+        || grep -Eqs '^[[:space:]]*delegate:[[:space:]]*imx500' /etc/edge-infer/config.yaml; then
+        if apt-cache show imx500-all >/dev/null 2>&1; then
+            packages+=(imx500-all)
+        else
+            say "imx500-all is not available from apt here: the AI Camera runs as a plain camera"
+        fi
+    fi
     local missing=()
     local package
     for package in "${packages[@]}"; do

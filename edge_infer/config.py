@@ -19,7 +19,7 @@ from .errors import ConfigError
 from .outputs.mqtt import MqttConfig
 from .outputs.snapshots import SnapshotsConfig
 from .outputs.web import WebConfig
-from .pipeline.cameras import CameraConfig, build_cameras
+from .pipeline.cameras import CameraConfig, build_cameras, check_sensor_network
 from .pipeline.classifier import ModelConfig
 from .pipeline.postprocess import PostprocessConfig
 from .pipeline.preprocess import PreprocessConfig
@@ -257,4 +257,6 @@ def load_config(file: str | None, overrides: dict[Path, tuple[Any, str]] | None 
         fail(origin, ("source",), "a configuration has either source: (one camera) or cameras: (several, each "
                                   "with its own source:), not both" + (": edit the cameras: section instead"
                                                                        if ("source",) in flags else ""))
-    return build(Config, data, origin)
+    config = build(Config, data, origin)
+    check_sensor_network(config, origin)
+    return config

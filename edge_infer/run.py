@@ -23,6 +23,7 @@ from .outputs.base import CameraLayout, Output, OutputContext, Peers, frame_watc
 from .outputs.registry import open_output
 from .pipeline.cameras import CameraConfig, RegionConfig, cameras_of, regions_of
 from .pipeline.classifier import Classifier
+from .pipeline.imx500 import Imx500Classifier
 from .pipeline.loop import Feed, run_feeds
 from .pipeline.postprocess import PostprocessConfig
 from .pipeline.preprocess import PreprocessConfig
@@ -33,7 +34,7 @@ from .service.board import board_health
 from .service.guard import GuardWatch
 from .service.reload import ConfigWatch
 from .service.systemd import SystemdNotifier
-from .sources.base import Source, SourceHints
+from .sources.base import Source, SourceHints, no_extension
 from .sources.reconnect import FIRST_RETRY_S, LONGEST_RETRY_S, ReconnectingSource
 from .sources.registry import open_source
 from .teach.config import teach_directory
@@ -154,8 +155,10 @@ def open_run(config: Config, *, stop: threading.Event | None = None, source: Sou
         mirror = environ.get("EDGE_INFER_MODEL_MIRROR")
         cameras = cameras_of(config)
         guard = config.run.guard
-        if guard.enabled and config.model.delegate == "hailo":  # its steps are CPU models: they would load the
-            log.info("thermal guard: off, the model runs on the Hailo")  # CPU the Hailo spares, and cannot run a .hef
+        if guard.enabled and config.model.delegate in ("hailo", "imx500"):  # its steps are CPU models: they would
+            # load the CPU the accelerator spares, and cannot run a .hef or an .rpk
+            log.info("thermal guard: off, the model runs on the %s",
+                     "Hailo" if config.model.delegate == "hailo" else "AI Camera's sensor")
             guard = replace(guard, enabled=False)
         selection = ModelSelection(
             config.model, ladder=guard.ladder if guard.enabled else (),
@@ -164,10 +167,17 @@ def open_run(config: Config, *, stop: threading.Event | None = None, source: Sou
             fetch=lambda name: fetch_missing(name, config.model.models_dir, mirror))
         slots = selection.open()
         slot = slots[None]
+        if slot.classifier.on_sensor:  # the AI Camera's subdevice: released once its camera is closed (LIFO)
+            opened.callback(slot.classifier.close)
+        # Before the sources: a camera's start may need more time than systemd allows (the AI Camera's firmware).
+        notifier = SystemdNotifier.from_environment(environ)
+        if notifier is not None:
+            opened.callback(notifier.close)
         reader_done = threading.Event()
         reader_done.set()
         opened_sources = ([(source, None)] if source is not None else
-                          open_sources(config, cameras, slot, stop, opened, reader_done))
+                          open_sources(config, cameras, slot, stop, opened, reader_done,
+                                       notifier.extend_start if notifier is not None else no_extension))
         reconnecting = {camera.name: live for camera, (_, live) in zip(cameras, opened_sources, strict=True)
                         if live is not None}
         stats = RunStats()
@@ -185,9 +195,7 @@ def open_run(config: Config, *, stop: threading.Event | None = None, source: Sou
                 opened.callback(output.close)
                 peers.opened.append(output)
             outputs = peers.opened
-        notifier = SystemdNotifier.from_environment(environ)
         if notifier is not None:  # under systemd (Type=notify): readiness and watchdog pings ride on the results
-            opened.callback(notifier.close)
             outputs = [*outputs, notifier]
         watchers = frame_watchers(outputs)
         frames = config.run.frames
@@ -220,7 +228,9 @@ def open_run(config: Config, *, stop: threading.Event | None = None, source: Sou
 
 def apply_models(run: Run, selection: ModelSelection, applied: Config, new: Config) -> None:
     """Move every region whose model changed from `applied` to `new`, between two of its frames (ConfigWatch)."""
-    if new.model.path != applied.model.path:  # the configured model: as the thermal guard switches it
+    if new.model.path != applied.model.path and "imx500" in (new.model.delegate, applied.model.delegate):
+        log.warning("model.path is now %s: the AI Camera's network changes when the service restarts", new.model.path)
+    elif new.model.path != applied.model.path:  # the configured model: as the thermal guard switches it
         log.info("model.path is now %s: switching to it", new.model.path)
         selection.slot_for(None).switch(new.model.path)
     regions = {(camera.name or "", classifier.region or ""): classifier
@@ -254,19 +264,15 @@ def region_postprocess(config: Config, region: RegionConfig) -> PostprocessConfi
 
 
 def open_sources(config: Config, cameras: Sequence[CameraConfig], slot: ModelSlot, stop: threading.Event,
-                 opened: ExitStack, reader_done: threading.Event) -> list[tuple[Source, ReconnectingSource | None]]:
+                 opened: ExitStack, reader_done: threading.Event, extend_start: Callable[[float], None] = no_extension
+                 ) -> list[tuple[Source, ReconnectingSource | None]]:
     """Each camera's source, and the same source when it reconnects: a live one that fails mid-run is
     reopened, not the end of the run. Of several cameras, one that cannot be opened at start is tried
     again like one lost mid-run; only when none opens is it the end (exit 4)."""
-    info = slot.classifier.info
     sources: list[tuple[Source, ReconnectingSource | None]] = []
     errors: list[SourceError] = []
     for camera in cameras:
-        # A camera with regions needs its whole frame: with crop letterbox Picamera2 delivers the main
-        # stream and sets no ScalerCrop (sources/picamera2.py, which cites picamera2's configuration and
-        # ScalerCrop code), not a lores stream cropped and scaled for one model.
-        crop = "letterbox" if camera.regions else config.preprocess.crop
-        reopen = partial(open_source, camera.source, SourceHints(info.input.width, info.input.height, crop))
+        reopen = partial(open_source, camera.source, source_hints(config, camera, slot, extend_start))
         try:
             source = reopen()
         except SourceError as exc:
@@ -284,6 +290,24 @@ def open_sources(config: Config, cameras: Sequence[CameraConfig], slot: ModelSlo
     if errors and len(errors) == len(cameras):
         raise SourceError(f"no camera could be opened: {'; '.join(str(error) for error in errors)}")
     return sources
+
+
+def source_hints(config: Config, camera: CameraConfig, slot: ModelSlot, extend_start: Callable[[float], None]
+                 ) -> SourceHints:
+    """What a camera's source is told of the model. On the AI Camera, the network on its sensor and the window it
+    classifies: the one region that runs the configured model (config.check_sensor_network sees to that)."""
+    classifier = slot.classifier
+    info = classifier.info
+    if isinstance(classifier, Imx500Classifier):
+        region = next((region for region in regions_of(camera) if region.model is None), None)
+        if region is not None:
+            crop = region_preprocess(config, region).crop
+            return SourceHints(info.input.width, info.input.height, crop, classifier.network, region.box, extend_start)
+    # A camera with regions needs its whole frame: with crop letterbox Picamera2 delivers the main
+    # stream and sets no ScalerCrop (sources/picamera2.py, which cites picamera2's configuration and
+    # ScalerCrop code), not a lores stream cropped and scaled for one model.
+    crop = "letterbox" if camera.regions else config.preprocess.crop
+    return SourceHints(info.input.width, info.input.height, crop, extend_start=extend_start)
 
 
 def close_source(source: Source, reader_done: threading.Event) -> None:

@@ -12,6 +12,15 @@ import numpy as np
 
 
 @dataclass(frozen=True, eq=False)
+class SensorScores:
+    """What a network on the camera's sensor (the AI Camera's IMX500) said about one frame: its output as it came,
+    and how long the sensor took (its DNN and DSP times)."""
+
+    outputs: np.ndarray  # float32, one per class, as the network gives them (logits or probabilities)
+    inference_ms: float
+
+
+@dataclass(frozen=True, eq=False)
 class Frame:
     """One captured image, BGR uint8 (OpenCV's order), as the source delivered it.
 
@@ -26,6 +35,9 @@ class Frame:
     release: Callable[[], None] = field(default=lambda: None, repr=False)
     # When the source delivered it (time.monotonic): how far a result lags behind reality is measured from here.
     captured: float = field(default_factory=time.monotonic, repr=False)
+    # From a camera that runs the network itself (the AI Camera): its scores for this frame; None when the network
+    # has not answered for it (the first frames after a start).
+    sensor: SensorScores | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, eq=False)
@@ -40,6 +52,7 @@ class PreparedFrame:
     release: Callable[[], None] = field(default=lambda: None, repr=False)
     captured: float = field(default_factory=time.monotonic, repr=False)
     generation: int = 0  # of the model it was prepared for: a frame prepared for a switched-away model is passed over
+    sensor_ms: float | None = None  # with a network on the sensor: `input` holds its outputs, and this its time
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,9 @@ CustomOpInvoke), and a delegate whose device went away stays failed: only a
 new delegate opens the device again, and only once every delegate on the dead driver is destroyed: while one
 is alive, a new delegate is handed that same driver, dead or not, as libedgetpu's manager does with an open
 device of the type asked for (tflite/edgetpu_manager_direct.cc, OpenDeviceInternal and TryMatchDriverWrapper;
-ReleaseEdgeTpuContext closes it with its last user). It does not tell device types apart (the bus is fixed when it is built, where
-TryMatchDriverWrapper matches the type asked for), nor lock its shared driver as the manager's mutex does: the
-tests open one Coral from one thread. What it cannot do is run the compiled model: its
+ReleaseEdgeTpuContext closes it with its last user). It does not tell device types apart (the bus is fixed when it is
+built, where TryMatchDriverWrapper matches the type asked for), nor lock its shared driver as the manager's mutex
+does: the tests open one Coral from one thread. What it cannot do is run the compiled model: its
 "Edge TPU" answers every frame with one class, chosen when it is built, at full score.
 
 The device is "unplugged" while the file named by EDGETPU_STANDIN_UNPLUGGED exists. With EDGETPU_STANDIN_LOG,

@@ -28,7 +28,7 @@ from edge_infer.service.doctor import Check, CommandResult, Host, Report
 FAKE_PICAMERA2 = REPO / "tests" / "fake_picamera2"
 MODEL = "mobilenet_v1_0.25_128_quant"
 ORDER = ["architecture", "python", "runtime", "numpy", "venv", "picamera2", "cameras", "groups", "coral", "hailo",
-         "board", "models", "config", "mqtt", "service"]
+         "ai-camera", "board", "models", "config", "mqtt", "service"]
 
 
 class FakeRunner:
@@ -641,7 +641,7 @@ def test_every_check_runs_in_order_against_a_stand_in_pi(models: Path, tmp_path:
     assert [check.name for check in report.checks] == ORDER
     assert verdicts == {"architecture": "fail", "python": "ok", "runtime": "ok", "numpy": "warn", "venv": "fail",
                         "picamera2": "ok", "cameras": "ok", "groups": "ok", "coral": "skip", "hailo": "skip",
-                        "board": "warn",
+                        "ai-camera": "skip", "board": "warn",
                         "models": "ok", "config": "ok", "mqtt": "skip", "service": "fail"}
     assert report.failed == 3
 

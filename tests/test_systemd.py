@@ -430,6 +430,22 @@ def test_deploy_updates_the_package_lists_before_calling_a_package_missing(tmp_p
     assert calls == ["apt-cache show python3-picamera2", "apt-cache show python3-picamera2"]
 
 
+def test_deploy_installs_the_ai_cameras_packages_only_where_one_is_attached(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch):
+    driver = tmp_path / "imx500"
+    driver.mkdir()
+    monkeypatch.setenv("EDGE_INFER_IMX500_DRIVER", str(driver))
+    everything = BASE_PACKAGES + " python3-picamera2"
+    calls, _ = apt_calls(tmp_path, lists=True, known="python3-picamera2 imx500-all", installed=everything)
+    assert "apt-cache show imx500-all" not in calls  # no AI Camera: not even asked
+    (driver / "10-001a").mkdir()  # the imx500 driver bound to a sensor at i2c address 0x1a
+    calls, _ = apt_calls(tmp_path, lists=True, known="python3-picamera2 imx500-all", installed=everything)
+    assert calls[-1] == "apt-get install -y --no-install-recommends imx500-all"
+    calls, said = apt_calls(tmp_path, lists=True, known="python3-picamera2", installed=everything)
+    assert not any(call.startswith("apt-get install") for call in calls)
+    assert "imx500-all is not available from apt here" in said
+
+
 def test_deploy_rejects_unknown_options():
     done = deploy("--frobnicate")
     assert done.returncode == 2 and "unknown option '--frobnicate'" in done.stderr

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from ..errors import EXIT_OK, ConfigError, ModelError
-from ..models.files import model_dirs, pull_dir, resolve_model
+from ..models.files import IMX500_NETWORKS_DIR, model_dirs, pull_dir, resolve_model
 from ..models.inspect import inspect_model
 from ..models.pull import insecure_allowed, progress_bar, pull
 from ..models.zoo import build_manifest, close_matches, find_entry
@@ -66,7 +66,9 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def present(file_name: str) -> bool:
-    return any((directory / file_name).is_file() for directory in model_dirs(None))
+    """In a model directory; an AI Camera network also where apt's imx500-models puts them."""
+    directories = [*model_dirs(None), *([Path(IMX500_NETWORKS_DIR)] if file_name.endswith(".rpk") else [])]
+    return any((directory / file_name).is_file() for directory in directories)
 
 
 def command_list(args: argparse.Namespace) -> int:

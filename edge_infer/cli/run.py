@@ -48,7 +48,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     run.add_argument("--model", help="a .tflite path or a model name in the model directories")
     run.add_argument("--labels", help="labels file (default: labels in the model's metadata)")
     run.add_argument("--threads", type=int, help="interpreter threads (default: all usable cores)")
-    run.add_argument("--delegate", help="cpu or edgetpu")
+    run.add_argument("--delegate", help="cpu, edgetpu, hailo (a .hef) or imx500 (an .rpk on the AI Camera)")
     run.add_argument("--crop", help="center, stretch or letterbox")
     run.add_argument("--top-k", type=int, help="classes per result")
     run.add_argument("--threshold", type=float, help="drop classes scoring below this (0..1)")

@@ -18,6 +18,7 @@ EDGETPU_OP = b"edgetpu-custom-op"
 # libhailort/src/hef/hef_internal.hpp, read by hef.cpp parse_hef_header_before_distinct with BYTE_ORDER__htonl).
 HEF_MAGIC = b"\x01HEF"
 MODEL_SUFFIXES = (".tflite", ".hef")
+IMX500_NETWORKS_DIR = "/usr/share/imx500-models"  # where Raspberry Pi's imx500-models package puts the AI Camera's
 
 
 def user_model_dir(environ: Mapping[str, str] = os.environ) -> Path:
@@ -83,6 +84,9 @@ def read_model(path: Path) -> ModelFile:
         content = path.read_bytes()
     except OSError as exc:
         raise ModelError(f"cannot read model '{path}': {exc.strerror}") from exc
+    if path.suffix == ".rpk":
+        raise ModelError(f"'{path}' is an AI Camera network (.rpk), not a TFLite model: it runs on the Raspberry Pi AI "
+                         "Camera's sensor with model.delegate: imx500")
     if content[:4] == HEF_MAGIC:
         raise ModelError(f"'{path}' is a Hailo model (HEF), not a TFLite model: it runs on a Hailo AI Kit or AI HAT+ "
                          "with model.delegate: hailo")

@@ -22,6 +22,9 @@ Every entry is checked against a hash its publisher or an upstream manifest stat
   model that the interpreter loads, and records the sha256 for every later use.
 Where each hash comes from is said beside it.
 
+The AI Camera's entry (IMX500_MOBILENET_V2) is an .rpk for the IMX500's sensor, pinned by its git blob id; apt's
+imx500-models brings it too.
+
 The Hailo entries (HAILO_ZOO) are HEFs, not TFLite: the Hailo Model Zoo's MobileNets compiled for the Hailo-8 and the
 Hailo-8L. Hailo publishes no hash of its HEFs (its tables link bare https URLs on S3), so they are pulled as the
 unpinned entries are: over https only, the file must begin as a HEF does, and the sha256 recorded at download
@@ -69,15 +72,16 @@ class ModelEntry:
     max_archive_bytes: int = MAX_ARCHIVE_BYTES  # the .tgz at `url`
     hailo: str | None = None  # the chip a HEF is compiled for ("hailo8", "hailo8l"); None: a TFLite model
     fps: float | None = None  # published frames per second on that chip (batch size 1)
+    imx500: bool = False  # an .rpk for the AI Camera's sensor
 
     @property
     def file_name(self) -> str:
-        return f"{self.name}.hef" if self.hailo else f"{self.name}.tflite"
+        return f"{self.name}.hef" if self.hailo else f"{self.name}.rpk" if self.imx500 else f"{self.name}.tflite"
 
     @property
     def kind(self) -> str:
-        """What runs it: the input type for the CPU, else the accelerator (edgetpu, hailo8, hailo8l)."""
-        return self.hailo or ("edgetpu" if self.edgetpu else self.input_type)
+        """What runs it: the input type for the CPU, else the accelerator (edgetpu, hailo8, hailo8l, imx500)."""
+        return self.hailo or ("edgetpu" if self.edgetpu else "imx500" if self.imx500 else self.input_type)
 
     def published(self, digest: str) -> bool | None:
         """Whether a file with sha256 `digest` is this entry's published file; None where no sha256 is known.
@@ -199,6 +203,16 @@ def hailo_entries() -> list[ModelEntry]:
     return entries
 
 
+# The AI Camera's MobileNet: Raspberry Pi's imx500-models (the apt package of the same name installs it into
+# /usr/share/imx500-models), at ddfe4c7: its README's table gives 71.572 % top-1 quantized (71.3 float) at 224x224;
+# the file is 4,079,808 bytes with the git blob id below (the repository's tree). The network is Keras' MobileNetV2
+# 1.0 (the README's Model Zoo link: Sony's model_optimization tutorials), TensorFlow's 300 M MACs and 3.47 M params.
+IMX500_MOBILENET_V2 = ModelEntry(
+    "imx500_network_mobilenet_v2", "mobilenet_v2", 1.0, 224, "uint8",
+    "https://github.com/raspberrypi/imx500-models/raw/main/imx500_network_mobilenet_v2.rpk", None, None, 71.6, 300,
+    3.47, git_blob="2fcd03f04c2dfb087d14b64fe8f7ec6ac81b87da", imx500=True)
+
+
 def alpha_text(alpha: float) -> str:
     return {1.4: "1.4", 1.0: "1.0", 0.75: "0.75", 0.5: "0.5", 0.25: "0.25"}[alpha]
 
@@ -248,11 +262,11 @@ def build_manifest() -> tuple[ModelEntry, ...]:
                    f"{CORAL}/tf2_mobilenet_v1_1.0_224_ptq_edgetpu.tflite", None, None, V1_TABLE[(1.0, 224)][3], 569,
                    4.24, edgetpu=True, git_blob=CORAL_GIT_BLOB["tf2_mobilenet_v1_1.0_224_ptq_edgetpu"]),
     ]
-    return tuple(entries + hailo_entries())
+    return tuple(entries + hailo_entries() + [IMX500_MOBILENET_V2])
 
 
 def find_entry(manifest: tuple[ModelEntry, ...], name: str) -> ModelEntry | None:
-    name = name.removesuffix(".tflite").removesuffix(".hef")
+    name = name.removesuffix(".tflite").removesuffix(".hef").removesuffix(".rpk")
     return next((entry for entry in manifest if entry.name == name), None)
 
 

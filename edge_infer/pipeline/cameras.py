@@ -121,6 +121,38 @@ def build_cameras(data: Any, origin: Origin, path: Path) -> tuple[CameraConfig, 
     return cameras
 
 
+def check_sensor_network(config: Config, origin: Origin) -> None:
+    """With model.delegate: imx500 the configured model runs on one AI Camera's sensor, which classifies one window
+    of each frame: every region that runs it (one without a model of its own) must be on that one camera, a
+    picamera2 one, and there can be only one such region; a region's own model runs on the CPU, never an .rpk."""
+    on_sensor: CameraConfig | None = None
+    for camera in config.cameras:
+        for region in camera.regions:
+            if region.model is not None and region.model.endswith(".rpk"):
+                fail(origin, ("cameras", camera.name, "regions", region.name, "model"),
+                     "an AI Camera network (.rpk) runs only as model.path with model.delegate: imx500; a region's "
+                     "own model runs on the CPU (a .tflite)")
+    if config.model.delegate != "imx500":
+        return
+    for camera in cameras_of(config):
+        where: Path = ("cameras", camera.name) if camera.name else ()
+        sensor_regions = [region for region in regions_of(camera) if region.model is None]
+        if not sensor_regions:
+            continue
+        if on_sensor is not None:
+            fail(origin, where, f"runs model.path, which is on the AI Camera's sensor (model.delegate: imx500) as "
+                                f"camera {on_sensor.name} does: only one camera has it; give this camera's regions a "
+                                "model of their own")
+        on_sensor = camera
+        if camera.source.type not in ("picamera2", "auto"):
+            fail(origin, (*where, "source", "type"), f"the AI Camera's network (model.delegate: imx500) needs the "
+                                                     f"picamera2 source, not {camera.source.type}")
+        if len(sensor_regions) > 1:
+            fail(origin, (*where, "regions", sensor_regions[1].name),
+                 f"the AI Camera's sensor classifies one window per frame, and region {sensor_regions[0].name} has it: "
+                 "give this region a model of its own (it runs on the CPU)")
+
+
 def cameras_of(config: Config) -> tuple[CameraConfig, ...]:
     """The configured cameras; a plain `source:` is one camera with no name and no regions."""
     return config.cameras or (CameraConfig(config.source),)

@@ -32,17 +32,19 @@ LIBEDGETPU_MISMATCH_HINT = ("the libedgetpu installed is probably built for anot
 
 @dataclass(frozen=True)
 class ModelConfig:
-    path: str = field(default=DEFAULT_MODEL, metadata={"min_length": 1})  # a .tflite (.hef) path, or a model name
+    path: str = field(default=DEFAULT_MODEL, metadata={"min_length": 1})  # a .tflite (.hef, .rpk) path, or a name
     models_dir: str | None = None
     labels: str | None = None  # labels file; default: the labels inside the model's metadata
     num_threads: int | None = field(default=None, metadata={"min": 1})  # None: every usable core
-    delegate: Literal["cpu", "edgetpu", "hailo"] = "cpu"  # hailo: a .hef on a Hailo-8/8L (pipeline/hailo.py)
+    # hailo: a .hef on a Hailo-8/8L (pipeline/hailo.py); imx500: an .rpk on the AI Camera's sensor (pipeline/imx500.py)
+    delegate: Literal["cpu", "edgetpu", "hailo", "imx500"] = "cpu"
     edgetpu_device: str = field(default="", metadata={"pattern": r"((usb|pci)(:\d+)?)?",
                                                       "pattern_help": "empty, usb, usb:N, pci or pci:N"})
     # CPU model to run when the accelerator (Edge TPU, Hailo) cannot be used
     fallback_model: str | None = field(default=None, metadata={"min_length": 1})
     # The interpreter in a worker process, so a native library that aborts takes only the worker down:
-    # auto: with an accelerator (libedgetpu aborts on a USB error), true: the CPU too, false: never.
+    # auto: with an accelerator (libedgetpu aborts on a USB error), true: the CPU too, false: never. Never the AI
+    # Camera's network: it runs on the sensor, and its scores come with the frames.
     isolate: bool | Literal["auto"] = "auto"
 
 
@@ -52,7 +54,7 @@ class LoadedModel:
 
     name: str
     path: str
-    backend: str  # "cpu", "edgetpu" or "hailo"
+    backend: str  # "cpu", "edgetpu", "hailo" or "imx500"
     runtime: str
     threads: int
     input: TensorSpec
@@ -63,6 +65,8 @@ class LoadedModel:
 
 
 class Classifier:
+    on_sensor = False  # True: the camera runs the network, and each frame brings its scores (pipeline/imx500.py)
+
     def __init__(self, interpreter: Interpreter, info: LoadedModel) -> None:
         self.info = info
         self._interpreter = interpreter
@@ -108,6 +112,10 @@ class Classifier:
 def load_classifier(config: ModelConfig, runtime: Runtime | None = None) -> Classifier:
     """Find, check and load exactly the configured model, on the Edge TPU or the Hailo if asked: an accelerator that
     cannot be used raises RuntimeUnavailableError (the fallback is ModelSelection's to choose)."""
+    if config.delegate == "imx500":  # picamera2's IMX500: the network goes to the camera's sensor
+        from .imx500 import load_imx500_classifier
+
+        return load_imx500_classifier(config)
     if should_isolate(config):
         from .worker import IsolatedClassifier  # the worker process loads this module again, with isolate false
 
@@ -130,6 +138,8 @@ def load_classifier(config: ModelConfig, runtime: Runtime | None = None) -> Clas
 
 
 def should_isolate(config: ModelConfig) -> bool:
+    if config.delegate == "imx500":  # nothing runs here to isolate
+        return False
     return config.isolate is True or (config.isolate == "auto" and config.delegate != "cpu")
 
 

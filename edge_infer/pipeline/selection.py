@@ -20,6 +20,7 @@ from ..errors import ModelError, RuntimeUnavailableError
 from ..models.files import read_model, resolve_model
 from .classifier import ModelConfig, load_classifier
 from .failover import Failover
+from .imx500 import resolve_network
 from .stages import ModelSlot
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,8 @@ class ModelSelection:
     def open(self) -> dict[str | None, ModelSlot]:
         """The slots, keyed by the model name each region gives (None: model.path)."""
         model = self.model
-        self._fetch(model.path)
+        if model.delegate != "imx500":  # an AI Camera network comes with imx500-models, not from the zoo's URLs
+            self._fetch(model.path)
         if model.delegate != "cpu" and model.fallback_model:
             try:
                 self._fetch(model.fallback_model)
@@ -65,7 +67,9 @@ class ModelSelection:
                 log.warning("thermal guard: %s", exc)
         configured = self._open_configured()
         self._slots = {None: configured}
-        self._by_file = {file_key(resolve_model(model.path, model.models_dir)): configured}
+        configured_file = (resolve_network(model.path, model.models_dir) if model.delegate == "imx500"
+                           else resolve_model(model.path, model.models_dir))
+        self._by_file = {file_key(configured_file): configured}
         for where, name in self._regions:
             try:
                 self.slot_for(name)
@@ -121,6 +125,10 @@ class ModelSelection:
             classifier = load_classifier(fallback)
             lost_at_start = True
         failover = None
+        if model.delegate == "imx500":
+            # The network is on the camera's sensor, which the camera's source was opened for: another network, or the
+            # sensor coming back after a start on the fallback, waits for a restart.
+            return ModelSlot(classifier, None, model.path if not lost_at_start else str(model.fallback_model))
         if fallback is not None:
             failover = Failover(lambda path: load_classifier(replace(model, path=path, fallback_model=None)),
                                 lambda: load_classifier(fallback), str(model.fallback_model),

@@ -20,8 +20,9 @@ import numpy as np
 from ..errors import EdgeInferError, RuntimeUnavailableError, WorkerDown
 from ..sources.base import BufferPool
 from ..values import Box, Classification, Frame, PreparedFrame, Timing
-from .classifier import Classifier
+from .classifier import Classifier, LoadedModel
 from .failover import Failover
+from .imx500 import Imx500Classifier
 from .postprocess import PostprocessConfig, ScoreSmoother, ranked_classes
 from .preprocess import PreprocessConfig, Preprocessor, normalization
 
@@ -116,7 +117,7 @@ class RegionPlan:
     """How one region is prepared for one generation of its slot's classifier: built once, swapped whole."""
 
     generation: int  # epoch * EPOCH + the slot's generation
-    preprocessor: Preprocessor
+    preprocessor: Preprocessor | None  # None: the network runs on the camera's sensor (the AI Camera)
     staging: BufferPool
     shape: tuple[int, int, int]
     dtype: np.dtype
@@ -152,6 +153,8 @@ class FrameClassifier:
 
     def _plan_for(self, generation: int, classifier: Classifier) -> RegionPlan:
         info = classifier.info
+        if classifier.on_sensor:
+            return RegionPlan(generation, None, BufferPool(), (0, 0, 0), np.dtype(np.float32))
         mean, std = normalization(self._preprocess, info.packed)
         preprocessor = Preprocessor(info.input, crop=self._preprocess.crop,
                                     interpolation=self._preprocess.interpolation, mean=mean, std=std, box=self.box)
@@ -199,6 +202,12 @@ class FrameClassifier:
         if frame.image.shape != self._frame_shape:  # the first frame, or the source changed its size
             self._frame_shape = frame.image.shape
             self._warn_if_tiny(frame.image.shape[1], frame.image.shape[0])
+        if plan.preprocessor is None:  # the sensor classified the frame: its outputs are the input of `classify`
+            sensor = frame.sensor
+            outputs = sensor.outputs if sensor is not None else np.empty(0, np.float32)
+            return PreparedFrame(frame.seq, frame.ts, frame.path, outputs, (self._clock() - start) * 1e3,
+                                 captured=frame.captured, generation=generation,
+                                 sensor_ms=sensor.inference_ms if sensor is not None else None)
         staged = plan.staging.take()
         if staged is None:
             staged = np.empty(plan.shape, plan.dtype)
@@ -230,6 +239,8 @@ class FrameClassifier:
         if prepared.generation != generation:
             prepared.release()
             return None
+        if classifier.on_sensor:
+            return self._classify_on_sensor(prepared, classifier)
         info = classifier.info
         start = self._clock()
         classifier.input_tensor()[...] = prepared.input
@@ -238,18 +249,39 @@ class FrameClassifier:
         if not self.slot.invoke(classifier):
             return None
         invoked = self._clock()
-        if self._scores.shape[0] != info.output.shape[1]:  # the first frame, or a model with other classes
-            self._scores = np.empty(info.output.shape[1], np.float32)
+        scores = classifier.read_scores(self._scores_for(info.output.shape[1]))
+        return self._result(prepared, classifier.info, scores, prepared.preprocess_ms + (copied - start) * 1e3,
+                            (invoked - copied) * 1e3, invoked)
+
+    def _classify_on_sensor(self, prepared: PreparedFrame, classifier: Classifier) -> Classification | None:
+        """A frame the AI Camera's sensor classified: its outputs as probabilities, ranked; its time is the
+        sensor's. A frame the network has not answered for (the first ones after a start) is passed over."""
+        if prepared.sensor_ms is None:
+            return None
+        assert isinstance(classifier, Imx500Classifier)
+        start = self._clock()
+        probabilities = classifier.scores(prepared.input)
+        scores = self._scores_for(len(probabilities))
+        scores[...] = probabilities
+        return self._result(prepared, classifier.info, scores, prepared.preprocess_ms, prepared.sensor_ms, start)
+
+    def _scores_for(self, classes: int) -> np.ndarray:
+        """The scores buffer, made again (with the smoother) for the first frame or a model with other classes."""
+        if self._scores.shape[0] != classes:
+            self._scores = np.empty(classes, np.float32)
             smoothing = self._postprocess.smoothing
-            self._smoother = ScoreSmoother(smoothing, len(self._scores)) if smoothing > 1 else None
-        scores = classifier.read_scores(self._scores)
+            self._smoother = ScoreSmoother(smoothing, classes) if smoothing > 1 else None
+        return self._scores
+
+    def _result(self, prepared: PreparedFrame, info: LoadedModel, scores: np.ndarray, preprocess_ms: float,
+                inference_ms: float, post_start: float) -> Classification:
+        """Smooth and rank `scores`; the postprocessing time is from `post_start` to now."""
         if self._smoother is not None:
             scores = self._smoother.update(scores)
         post = self._postprocess
         top = ranked_classes(scores, info.labels, post.top_k, post.threshold, post.unknown_below)
-        done = self._clock()
-        timing = Timing(prepared.preprocess_ms + (copied - start) * 1e3, (invoked - copied) * 1e3,
-                        (done - invoked) * 1e3, (time.monotonic() - prepared.captured) * 1e3)
+        timing = Timing(preprocess_ms, inference_ms, (self._clock() - post_start) * 1e3,
+                        (time.monotonic() - prepared.captured) * 1e3)
         return Classification(prepared.seq, prepared.ts, info.name, info.backend, top, timing, prepared.path,
                               self.camera, self.region)
 

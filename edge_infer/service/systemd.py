@@ -62,6 +62,12 @@ class SystemdNotifier:
         except OSError as exc:  # systemd gone or socket unwritable: never a reason to stop classifying
             log.debug("sd_notify %r failed: %s", message, exc)
 
+    def extend_start(self, seconds: float) -> None:
+        """Before READY=1: a start that is slow for a good reason (the AI Camera's firmware upload) asks systemd for
+        `seconds` more from now than TimeoutStartSec (sd_notify(3), EXTEND_TIMEOUT_USEC)."""
+        if not self._ready:
+            self.notify(f"EXTEND_TIMEOUT_USEC={int(seconds * 1e6)}")
+
     def publish(self, result: Classification) -> None:
         if not self._ready:
             self._ready = True

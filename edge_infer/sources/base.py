@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import numpy as np
 
-from ..values import Frame
+from ..values import Box, Frame
+
+
+def no_extension(seconds: float) -> None:
+    """Outside systemd nobody holds a start deadline to extend."""
 
 
 @dataclass(frozen=True)
@@ -19,6 +24,13 @@ class SourceHints:
     width: int
     height: int
     crop: str
+    # The network on the AI Camera's sensor (pipeline.imx500.SensorNetwork), which the Picamera2 source opens the
+    # camera for, points at `box` of its frames, and reads each frame's outputs from.
+    network: Any = None
+    box: Box = Box.WHOLE
+    # A start that waits for something slow (the AI Camera's firmware upload) asks for more time with it
+    # (SystemdNotifier.extend_start: systemd's EXTEND_TIMEOUT_USEC).
+    extend_start: Callable[[float], None] = field(default=no_extension, compare=False)
 
 
 class Source(Protocol):

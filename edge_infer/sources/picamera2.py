@@ -41,6 +41,7 @@ CAPTURE_TIMEOUT_S = 5.0  # a camera that sends no frame for this long beyond its
 # cam_helper/cam_helper.cpp, mistrustFramesStartup), and Picamera2 drops them (picamera2.py:1417-1421,
 # process_requests), so the first frame comes that many intervals later than the next ones.
 STARTUP_FRAMES = 7
+SILENT_FRAMES = 300  # of the AI Camera's, without its network's outputs, before saying so (10 s at 30 fps)
 
 
 @dataclass(frozen=True)
@@ -131,35 +132,59 @@ class Picamera2Source:
     def __init__(self, config: Picamera2Config, hints: SourceHints) -> None:
         picamera2_class, libcamera = import_picamera2()
         cameras = picamera2_class.global_camera_info()
-        pi_cameras = csi_cameras(cameras)
-        if config.camera >= len(pi_cameras):
-            webcams = len(cameras) - len(pi_cameras)
-            extra = f" and {webcams} USB webcam(s), which the opencv source reads" if webcams else ""
-            raise SourceError(f"no Pi camera {config.camera}: libcamera lists {len(pi_cameras)} Pi camera(s){extra} "
-                              "(check the ribbon cable and 'rpicam-hello --list-cameras')")
-        index = pi_cameras[config.camera]
+        self._network = hints.network  # the AI Camera's: the sensor classifies, each request brings its outputs
+        index, number = self._find(cameras, config.camera)
         self.skipped = 0
         self._seq = 0
-        self._fps = config.fps
+        self._fps = config.fps or (self._network.inference_rate if self._network is not None else None)
         self._pool = BufferPool()
-        self.description = f"picamera2 camera {config.camera} ({cameras[index].get('Model', '?')})"
+        self._silent = 0  # frames in a row without the network's outputs
+        self.description = f"picamera2 camera {number} ({cameras[index].get('Model', '?')})"
         # letterbox needs the whole field of view: the main stream, scaled and padded by the CPU.
-        # center and stretch let the ISP scale to the model's size on the lores stream.
-        self._stream = "main" if hints.crop == "letterbox" else "lores"
+        # center and stretch let the ISP scale to the model's size on the lores stream. The AI Camera's network
+        # crops and scales on the sensor: its frames are only to be seen, or for regions with CPU models of their own.
+        self._stream = "main" if hints.crop == "letterbox" or self._network is not None else "lores"
+        if self._network is not None:  # the network goes to the sensor before Picamera2 opens it (imx500.py)
+            try:
+                self._network.hand_over()
+            except Exception as exc:  # IMX500's RuntimeError: the sensor is gone, or refuses the network
+                raise SourceError(f"the AI Camera cannot take its network again: {exc}") from exc
         try:
             camera = picamera2_class(index)
         except Exception as exc:
-            raise SourceError(f"cannot open Pi camera {config.camera}: {describe_open_failure(exc)}") from exc
+            raise SourceError(f"cannot open Pi camera {number}: {describe_open_failure(exc)}") from exc
         try:
             self._start(camera, libcamera, config, hints)
         except Exception as exc:  # libcamera raises RuntimeError/OSError/ValueError with its own text
             camera.close()  # safe whatever state it is in (picamera2/picamera2.py:704-734)
-            raise SourceError(f"cannot start Pi camera {config.camera}: {describe_open_failure(exc)}") from exc
+            raise SourceError(f"cannot start Pi camera {number}: {describe_open_failure(exc)}") from exc
         self._camera = camera
         self._width, self._height = camera.camera_configuration()[self._stream]["size"]
 
+    def _find(self, cameras: list[dict[str, Any]], wanted: int) -> tuple[int, int | str]:
+        """(Picamera2's index of the camera, its number as messages say it).
+
+        Picamera2(n) opens the n-th camera of global_camera_info()'s sorted list (picamera2.py:344, camera_num =
+        global_camera_info()[n]['Num']), while IMX500.camera_num is the libcamera 'Num' itself (imx500.py,
+        IMX500.__init__): the demo's Picamera2(imx500.camera_num) opens another camera wherever the orders differ,
+        so the AI Camera is found here by its Num."""
+        if self._network is not None:
+            num = self._network.camera_num
+            index = next((i for i, camera in enumerate(cameras) if camera.get("Num") == num), None)
+            if index is None:
+                raise SourceError(f"libcamera does not list the AI Camera (camera {num}) whose sensor took the "
+                                  "network: check 'rpicam-hello --list-cameras'")
+            return index, f"{num}, the AI Camera"
+        pi_cameras = csi_cameras(cameras)
+        if wanted >= len(pi_cameras):
+            webcams = len(cameras) - len(pi_cameras)
+            extra = f" and {webcams} USB webcam(s), which the opencv source reads" if webcams else ""
+            raise SourceError(f"no Pi camera {wanted}: libcamera lists {len(pi_cameras)} Pi camera(s){extra} "
+                              "(check the ribbon cable and 'rpicam-hello --list-cameras')")
+        return pi_cameras[wanted], wanted
+
     def _start(self, camera: Any, libcamera: Any, config: Picamera2Config, hints: SourceHints) -> None:
-        controls: dict[str, Any] = {"FrameRate": config.fps} if config.fps else {}
+        controls: dict[str, Any] = {"FrameRate": self._fps} if self._fps else {}
         # camera_controls lists the camera's controls from the moment it is open (picamera2.py:541-543).
         focus = focus_controls(camera.camera_controls, config.focus, libcamera)
         if config.focus != "auto" and not focus:
@@ -167,9 +192,11 @@ class Picamera2Source:
         controls.update(focus)
         # Even sizes, as the ISP needs; no align_configuration(): it rounds a YUV420 width down to a
         # multiple of 64 (VC4) or 128 (PiSP) (picamera2.py:1086-1099), so 224 would become 192 or 128.
-        lores: dict[str, Any] = {"size": (hints.width - hints.width % 2, hints.height - hints.height % 2),
-                                 "format": "YUV420"}
-        if hints.crop == "center" and camera.platform.name == "PISP":
+        lores: dict[str, Any] | None = {"size": (hints.width - hints.width % 2, hints.height - hints.height % 2),
+                                        "format": "YUV420"}
+        if self._network is not None:
+            lores = None
+        elif hints.crop == "center" and camera.platform.name == "PISP":
             # Pi 5: picamera2 >= 0.3.23 sets one crop per stream (rpi::ScalerCrops) and ignores ScalerCrop;
             # preserve_ar gives lores a crop with its own aspect ratio, centred (picamera2.py:1274-1280,
             # libcamera pipeline/rpi/pisp/pisp.cpp:1573-1574).
@@ -183,25 +210,35 @@ class Picamera2Source:
                 # up get Rec709 (picamera2.py:911-916), and lores shares main's colour space.
                 colour_space=libcamera.ColorSpace.Smpte170m(),
                 transform=libcamera.Transform(hflip=config.hflip, vflip=config.vflip),
-                buffer_count=3, controls=controls)
+                # The AI Camera's demo keeps 12 requests in flight (examples/imx500/imx500_classification_demo.py).
+                buffer_count=3 if self._network is None else 12, controls=controls)
 
         try:
             video = configuration()
         except ValueError:  # "Bad key": picamera2 < 0.3.23 has no preserve_ar, and obeys ScalerCrop instead
-            if not lores.pop("preserve_ar", False):
+            if lores is None or not lores.pop("preserve_ar", False):
                 raise
             video = configuration()
         camera.configure(video)
-        if hints.crop == "center" and "preserve_ar" not in lores:
+        if hints.crop == "center" and lores is not None and "preserve_ar" not in lores:
             # The ScalerCrop limits are known only once a sensor mode is chosen, i.e. after configure():
             # ScalerCropMaximum is a zero rectangle before (libcamera pipeline_base.cpp:864-868), and a
             # zero crop is the smallest crop at the sensor's top-left corner. camera_controls is re-read
             # after configure (picamera2.py:1226-1230): ScalerCrop is (min, max, default).
             limits = camera.camera_controls["ScalerCrop"][1]
             camera.set_controls({"ScalerCrop": centred_crop(limits, hints.width, hints.height)})
-        camera.start()
+        if self._network is None:
+            camera.start()
+            return
+        window = self._network.aim(hints.box, hints.crop, (config.width, config.height))
+        log.info("%s: the network looks at %s of the sensor (full-sensor pixels x, y, width, height)",
+                 self.description, window)
+        with self._network.uploading(hints.extend_start):  # streaming starts once the firmware is on the sensor
+            camera.start()
 
     def read(self) -> Frame | None:
+        if self._network is not None:
+            return self._read_classified()
         try:
             # A number is a timeout in seconds (picamera2.py:1508-1537, since 0.3.20); without it a camera
             # that stops sending frames blocks here for ever.
@@ -225,6 +262,31 @@ class Picamera2Source:
         pool = self._pool
         return Frame(seq=self._seq, image=buffer[:, : self._width], ts=time.time(),
                      release=lambda: pool.give_back(buffer))
+
+    def _read_classified(self) -> Frame:
+        """The AI Camera: the picture and, in the same request's metadata, what the sensor's network said about it
+        (picamera2's capture_request, then the demo's get_outputs on request.get_metadata())."""
+        timeout = capture_timeout_s(self._fps, first=self._seq == 0)
+        try:
+            request = self._camera.capture_request(wait=timeout)
+        except TimeoutError as exc:
+            raise SourceError(f"{self.description} stopped delivering frames (none in {timeout:g} s)") from exc
+        except Exception as exc:
+            raise SourceError(f"{self.description} stopped delivering frames: {exc}") from exc
+        try:  # the request goes back to the camera whatever happens: it holds one of its buffers
+            image = request.make_array("main")
+            sensor = self._network.read(request.get_metadata())
+        except Exception as exc:
+            raise SourceError(f"{self.description} delivered a frame that cannot be read: {exc}") from exc
+        finally:
+            request.release()
+        self._seq += 1
+        self._silent = 0 if sensor is not None else self._silent + 1
+        if self._silent == SILENT_FRAMES:
+            log.warning("%s: the network on its sensor has given no output for %d frames; the pictures come, the "
+                        "results do not (a network that is not a classifier, or firmware that did not load: restart, "
+                        "and see 'edge-infer doctor')", self.description, SILENT_FRAMES)
+        return Frame(seq=self._seq, image=image[:, : self._width, :3], ts=time.time(), sensor=sensor)
 
     def close(self) -> None:
         try:

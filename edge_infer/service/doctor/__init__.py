@@ -43,6 +43,7 @@ from .hardware import (
     read_service_throttling,
     read_throttled,
 )
+from .imx500 import Imx500State, check_imx500, read_imx500
 from .report import (
     SERVICE,
     SEVERITY,
@@ -148,11 +149,16 @@ def run_checks(config_file: str | None = None, host: Host | None = None) -> Repo
         guarded("picamera2", lambda: check_picamera2(host.run, host.python, env, is_pi, apt_numpy)),
     ]
     picamera2_works = checks[-1].verdict == "ok"
+    listed: list[list[str] | str | None] = []  # libcamera's cameras, asked once (a child process) for two checks
+
+    def libcamera_listed() -> list[str] | str | None:
+        if not listed:
+            listed.append(libcamera_cameras(host.run, host.python, env) if picamera2_works else None)
+        return listed[0]
 
     def cameras() -> Check:
         v4l2, skipped = v4l2_cameras(host.dev, host.video4linux)
-        listed = libcamera_cameras(host.run, host.python, env) if picamera2_works else None
-        return check_cameras(v4l2, skipped, listed)
+        return check_cameras(v4l2, skipped, libcamera_listed())
 
     def board_health() -> Check:
         return check_board(board.read_text(host.governor), board.cpu_temperature_c(host.thermal),
@@ -168,7 +174,14 @@ def run_checks(config_file: str | None = None, host: Host | None = None) -> Repo
                            host.run, host.python, env, host.dev, host.board_root)
         return check_hailo(found, wanted, model is not None and model.fallback_model is not None)
 
-    configured = [m for m in ((model.path, model.fallback_model) if model else ()) if m]
+    def ai_camera() -> Check:
+        wanted = model is not None and model.delegate == "imx500"
+        found = read_imx500(model.path if model is not None and wanted else None, model.models_dir if model else None,
+                            libcamera_listed(), host.run, host.python, env, host.board_root)
+        return check_imx500(found, wanted, model is not None and model.fallback_model is not None)
+
+    configured = [m for m in ((model.path, model.fallback_model) if model else ()) if m
+                  and not (m == model.path and model.delegate == "imx500")]  # the network: ai_camera's to check
     checks += [
         guarded("cameras", cameras),
         guarded("groups", lambda: check_groups(invoking_user(env, host.uid), host.groups_of,
@@ -177,6 +190,7 @@ def run_checks(config_file: str | None = None, host: Host | None = None) -> Repo
                                              model is not None and model.delegate == "edgetpu",
                                              model is not None and model.fallback_model is not None)),
         guarded("hailo", hailo),
+        guarded("ai-camera", ai_camera),
         guarded("board", board_health),
         guarded("models", lambda: check_models(configured, model.models_dir if model else None)),
         check_config(state),
@@ -188,16 +202,19 @@ def run_checks(config_file: str | None = None, host: Host | None = None) -> Repo
 
 __all__ = [
     "ARCH_32BIT", "ARCH_64BIT", "COOLING_FIX", "CORAL_USB_IDS", "Check", "CommandResult", "ConfigState",
-    "DEVICE_TREE_MODEL", "DIST_PACKAGES", "HOT_C", "HailoState", "Host", "IN_DIRECTORIES", "LIST_CAMERAS",
+    "DEVICE_TREE_MODEL", "DIST_PACKAGES", "HOT_C", "HailoState", "Host", "Imx500State", "IN_DIRECTORIES",
+    "LIST_CAMERAS",
     "LITERT_PYTHONS",
     "MACHINE_32BIT", "MQTT_TIMEOUT_S", "MqttProbe", "NO_WHEELS_FIX", "NUMPY_ABI_ERRORS", "POWER_FIX",
     "PROBE_TIMEOUT_S", "Report", "Runner", "SERVICE", "SEVERITY", "SYSTEM_PYTHON", "TIMED_OUT", "USB_DEVICES",
     "VIDEO4LINUX", "Verdict", "WANTED_GROUPS", "XNNPACK_LINE", "XNNPACK_PROBE", "apt_numpy_version",
     "check_architecture", "check_board", "check_cameras", "check_config", "check_coral", "check_groups", "check_hailo",
+    "check_imx500",
     "check_models", "check_mqtt", "check_numpy", "check_picamera2", "check_python", "check_runtime",
     "check_service", "check_venv", "coral_devices", "cpu_model", "existing_groups", "groups_of", "guarded",
     "invoking_user", "joined", "libcamera_cameras", "numpy_fix", "numpy_version", "on_raspberry_pi", "probe_mqtt",
-    "hailo_device", "read_config", "read_hailo", "read_pyvenv", "read_service_throttling", "read_throttled",
+    "hailo_device", "read_config", "read_hailo", "read_imx500", "read_pyvenv", "read_service_throttling",
+    "read_throttled",
     "run_checks", "run_command",
     "shares_system_packages", "system_picamera2", "v4l2_cameras", "worst",
 ]
