@@ -233,3 +233,43 @@ cameras:
     assert camera.camera_configuration()["main"]["size"] == (1024, 512)
     assert "ScalerCrop" not in camera.controls  # the whole field of view
     assert {(r.region, r.top[0].label) for r in sink.results} == {("left", "chickadee"), ("right", "macaw")}
+
+
+VIMC = {"Model": "Sensor B", "Id": "/base/platform/vimc.0/Sensor B"}  # libcamera's virtual test camera
+
+
+def test_a_camera_with_one_stream_is_read_on_main_and_scaled_on_the_cpu(fake, classify, caplog):
+    # vimc (and a USB camera libcamera drives) offers one stream and neither FrameDurationLimits nor ScalerCrop:
+    # no lores asked (upstream would read past libcamera's one-entry configuration), no frame rate, no crop.
+    camera_module = fake(cameras=[VIMC])
+    with caplog.at_level(logging.WARNING):
+        source = Picamera2Source(Picamera2Config(fps=10), SourceHints(224, 224, "center"))
+    [camera] = camera_module.instances
+    assert camera.camera_configuration()["lores"] is None and camera.controls == {}
+    assert camera.main_colour_space is None  # vimc's own sRGB: any colour space asked for fails its start (EPIPE)
+    assert "has no frame rate control: fps: 10 is ignored" in caplog.text
+    frames = [source.read() for _ in range(3)]
+    assert [frame.seq for frame in frames] == [1, 2, 3] and frames[0].image.shape == (480, 640, 3)
+    assert classify(frames[-1]) == "macaw"  # the CPU crops the centre and scales, as for letterbox's main stream
+    source.close()
+    assert camera.closed
+
+
+def test_without_a_dma_heap_the_frames_come_from_libcameras_allocator(fake, tmp_path: Path, monkeypatch, caplog):
+    # Debian's kernels have no DMA heap: Picamera2() alone raises "Could not open any dmaHeap device".
+    monkeypatch.setattr(source_module, "DMA_HEAPS", (str(tmp_path / "no-heap"),))
+    camera_module = fake(log=str(tmp_path / "closed.jsonl"), dma_heaps=[str(tmp_path / "no-heap")])
+    with caplog.at_level(logging.INFO):
+        source = Picamera2Source(Picamera2Config(), SourceHints(224, 224, "center"))
+    assert source.read().image.shape == (224, 224, 3)
+    source.close()  # upstream's close raises there, after releasing the camera: not the caller's problem
+    assert "no DMA heap (/dev/dma_heap): frame buffers from libcamera's allocator instead" in caplog.text
+    # With a heap, Picamera2's own DmaAllocator.
+    heap = tmp_path / "linux,cma"
+    heap.touch()
+    monkeypatch.setattr(source_module, "DMA_HEAPS", (str(heap),))
+    camera_module = fake(log=str(tmp_path / "closed.jsonl"), dma_heaps=[str(heap)])
+    Picamera2Source(Picamera2Config(), SourceHints(224, 224, "center")).close()
+    closed = [json.loads(line) for line in (tmp_path / "closed.jsonl").read_text().splitlines()]
+    assert [entry["allocator"] for entry in closed] == ["LibcameraAllocator", "DmaAllocator"]
+    assert all(camera.closed for camera in camera_module.instances)

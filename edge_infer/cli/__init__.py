@@ -115,8 +115,15 @@ def quiet_opencv() -> None:
         opencv_logging.setLogLevel(opencv_logging.LOG_LEVEL_FATAL)
 
 
+def log_unraisable(unraisable: sys.UnraisableHookArgs) -> None:
+    """An exception Python cannot raise (in a __del__, e.g. picamera2's half-made DmaAllocator where the kernel has
+    no DMA heap): one debug line, not the traceback Python prints by default."""
+    log.debug("ignored in %r: %s: %s", unraisable.object, type(unraisable.exc_value).__name__, unraisable.exc_value)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     configure_logging()
+    sys.unraisablehook = log_unraisable
     signals = Signals()
     signals.install()
     try:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -33,6 +34,8 @@ INSTALL_HINT = ("install it with 'sudo apt install python3-picamera2' and create
 # numpy 2 from pip in the venv breaks it (raspberrypi/picamera2#1088, #1211).
 NUMPY_HINT = ("the venv's numpy is not the one apt's python3-picamera2 was built against: "
               "pip install 'numpy==<the version of apt's python3-numpy>' in the venv (deploy.sh does this)")
+# picamera2's DmaAllocator opens the first of these that exists (picamera2/dma_heap.py:9, DmaHeap.__init__).
+DMA_HEAPS = ("/dev/dma_heap/vidbuf_cached", "/dev/dma_heap/linux,cma")
 BUSY_HINT = "camera in use by another process (rpicam-*, libcamera-*, another edge-infer?)"
 CAPTURE_TIMEOUT_S = 5.0  # a camera that sends no frame for this long beyond its frame intervals has stopped
 # After a start, libcamera's Pi IPA marks frames as startup frames while AGC and AWB converge: the larger of
@@ -140,26 +143,35 @@ class Picamera2Source:
         self._pool = BufferPool()
         self._silent = 0  # frames in a row without the network's outputs
         self.description = f"picamera2 camera {number} ({cameras[index].get('Model', '?')})"
-        # letterbox needs the whole field of view: the main stream, scaled and padded by the CPU.
-        # center and stretch let the ISP scale to the model's size on the lores stream. The AI Camera's network
-        # crops and scales on the sensor: its frames are only to be seen, or for regions with CPU models of their own.
-        self._stream = "main" if hints.crop == "letterbox" or self._network is not None else "lores"
         if self._network is not None:  # the network goes to the sensor before Picamera2 opens it (imx500.py)
             try:
                 self._network.hand_over()
             except Exception as exc:  # IMX500's RuntimeError: the sensor is gone, or refuses the network
                 raise SourceError(f"the AI Camera cannot take its network again: {exc}") from exc
         try:
-            camera = picamera2_class(index)
+            camera = open_camera(picamera2_class, index)
         except Exception as exc:
             raise SourceError(f"cannot open Pi camera {number}: {describe_open_failure(exc)}") from exc
+        if camera.allocator.__class__.__name__ == "LibcameraAllocator":
+            log.info("%s: no DMA heap (/dev/dma_heap): frame buffers from libcamera's allocator instead",
+                     self.description)
+        # letterbox needs the whole field of view: the main stream, scaled and padded by the CPU.
+        # center and stretch let the ISP scale to the model's size on the lores stream, where the camera has a
+        # second stream (a Pi camera's ISP does; vimc and a USB camera libcamera drives offer one: libcamera's
+        # pipeline/vimc/vimc.cpp, generateConfiguration and validate, and uvcvideo's likewise). The AI Camera's
+        # network crops and scales on the sensor: its frames are only to be seen, or for regions with CPU models of
+        # their own.
+        one_stream = len(getattr(camera.camera, "streams", ())) < 2  # Camera.streams (libcamera py_main.cpp)
+        self._stream = "main" if hints.crop == "letterbox" or self._network is not None or one_stream else "lores"
         try:
             self._start(camera, libcamera, config, hints)
         except Exception as exc:  # libcamera raises RuntimeError/OSError/ValueError with its own text
-            camera.close()  # safe whatever state it is in (picamera2/picamera2.py:704-734)
+            close_camera(camera, self.description)
             raise SourceError(f"cannot start Pi camera {number}: {describe_open_failure(exc)}") from exc
         self._camera = camera
         self._width, self._height = camera.camera_configuration()[self._stream]["size"]
+        log.info("%s: %dx%d frames from its %s stream%s", self.description, self._width, self._height, self._stream,
+                 " (its only one: cropped and scaled on the CPU)" if one_stream and self._network is None else "")
 
     def _find(self, cameras: list[dict[str, Any]], wanted: int) -> tuple[int, int | str]:
         """(Picamera2's index of the camera, its number as messages say it).
@@ -184,7 +196,11 @@ class Picamera2Source:
         return pi_cameras[wanted], wanted
 
     def _start(self, camera: Any, libcamera: Any, config: Picamera2Config, hints: SourceHints) -> None:
-        controls: dict[str, Any] = {"FrameRate": self._fps} if self._fps else {}
+        controls: dict[str, Any] = {}
+        if self._fps and "FrameDurationLimits" in camera.camera_controls:  # FrameRate sets it (controls.py:18)
+            controls["FrameRate"] = self._fps
+        elif self._fps:  # vimc has none (pipeline/vimc/vimc.cpp, its control list); Picamera2 would refuse it
+            log.warning("%s has no frame rate control: fps: %g is ignored", self.description, self._fps)
         # camera_controls lists the camera's controls from the moment it is open (picamera2.py:541-543).
         focus = focus_controls(camera.camera_controls, config.focus, libcamera)
         if config.focus != "auto" and not focus:
@@ -194,7 +210,7 @@ class Picamera2Source:
         # multiple of 64 (VC4) or 128 (PiSP) (picamera2.py:1086-1099), so 224 would become 192 or 128.
         lores: dict[str, Any] | None = {"size": (hints.width - hints.width % 2, hints.height - hints.height % 2),
                                         "format": "YUV420"}
-        if self._network is not None:
+        if self._stream == "main":  # one stream, or the whole view scaled on the CPU
             lores = None
         elif hints.crop == "center" and camera.platform.name == "PISP":
             # Pi 5: picamera2 >= 0.3.23 sets one crop per stream (rpi::ScalerCrops) and ignores ScalerCrop;
@@ -219,8 +235,11 @@ class Picamera2Source:
             if lores is None or not lores.pop("preserve_ar", False):
                 raise
             video = configuration()
+        if lores is None and self._network is None and len(getattr(camera.camera, "streams", ())) < 2:
+            leave_colour_space_to_the_camera(camera)
         camera.configure(video)
-        if hints.crop == "center" and lores is not None and "preserve_ar" not in lores:
+        if (hints.crop == "center" and lores is not None and "preserve_ar" not in lores
+                and "ScalerCrop" in camera.camera_controls):
             # The ScalerCrop limits are known only once a sensor mode is chosen, i.e. after configure():
             # ScalerCropMaximum is a zero rectangle before (libcamera pipeline_base.cpp:864-868), and a
             # zero crop is the smallest crop at the sensor's top-left corner. camera_controls is re-read
@@ -289,10 +308,53 @@ class Picamera2Source:
         return Frame(seq=self._seq, image=image[:, : self._width, :3], ts=time.time(), sensor=sensor)
 
     def close(self) -> None:
-        try:
-            self._camera.close()  # stops it first; safe twice (picamera2.py:704-734)
-        except Exception as exc:  # closing a camera that failed must not hide the first error
-            log.debug("closing %s: %s", self.description, exc)
+        close_camera(self._camera, self.description)
+
+
+def open_camera(picamera2_class: Any, index: int, heaps: tuple[str, ...] | None = None) -> Any:
+    """Picamera2(index); where the kernel has no DMA heap, with libcamera's own frame buffers.
+
+    Picamera2 allocates from a DMA heap unless given an allocator (picamera2.py:376, DmaAllocator), and raises
+    "Could not open any dmaHeap device" without one (dma_heap.py:71-82): Raspberry Pi OS's kernels have them,
+    Debian's do not (CONFIG_DMABUF_HEAPS unset). LibcameraAllocator needs the open camera, so Picamera2 gets a
+    placeholder first and the real one once the camera is acquired, as upstream's tests/allocator_test.py does
+    (the buffers are allocated at configure, libcameraallocator.py:20-21)."""
+    if any(os.path.exists(heap) for heap in heaps or DMA_HEAPS):
+        return picamera2_class(index)
+    from picamera2.allocators import LibcameraAllocator  # type: ignore[import-not-found]
+
+    camera = picamera2_class(index, allocator=LibcameraAllocator(None))
+    camera.allocator = LibcameraAllocator(camera.camera)
+    return camera
+
+
+def leave_colour_space_to_the_camera(camera: Any) -> None:
+    """On a camera with one stream (vimc), configure without asking for a colour space.
+
+    Picamera2 always asks one of the main stream (picamera2.py:1030-1032, the configuration's colour_space, which must
+    be a ColorSpace: :972); libcamera writes it to the capture node (v4l2_device.cpp, fromColorSpace), and no
+    ColorSpace it knows maps to V4L2_COLORSPACE_SRGB, the colour space vimc's debayer and scaler produce (vimc-debayer.c
+    and vimc-scaler.c, fmt_default), which its link validation demands of the capture node (vimc-common.c,
+    vimc_vdev_link_validate): the start fails with EPIPE, "Failed to start camera: Broken pipe". Only an unset colour
+    space leaves the driver its own. A camera with several streams (a Pi's ISP) takes the one asked for."""
+    make = camera._make_libcamera_config
+
+    def without_colour_space(camera_config: Any) -> Any:
+        libcamera_config = make(camera_config)
+        libcamera_config.at(0).color_space = None  # std::optional: Picamera2 reads None back (utils.py:32-33)
+        return libcamera_config
+
+    camera._make_libcamera_config = without_colour_space
+
+
+def close_camera(camera: Any, description: str) -> None:
+    """Stop and close; safe twice (picamera2.py:704-734). Closing must not hide the first error, nor fail: without a
+    DMA heap Picamera2's close ends by making a DmaAllocator again (:731-733), which raises after the camera is
+    released."""
+    try:
+        camera.close()
+    except Exception as exc:
+        log.debug("closing %s: %s", description, exc)
 
 
 def open_picamera2(config: Picamera2Config, hints: SourceHints) -> Picamera2Source:

@@ -16,9 +16,13 @@ data=$(realpath "${EDGE_INFER_TEST_DATA:-$repo/../shared}")
 cache=${EDGE_INFER_SYSTEM_CACHE:-/var/cache/edge-infer-system}
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 readonly boot_timeout=1800  # seconds for the whole guest run; it powers itself off when done
-# What a Raspberry Pi OS Lite install has that deploy.sh relies on, plus the broker and V4L2 tools.
+# What a Raspberry Pi OS Lite install has that deploy.sh relies on, plus the broker and V4L2 tools; libcamera with
+# its IPA modules (vimc's among them), its Python bindings and `cam`, and what picamera2 imports that Debian packages
+# (Raspberry Pi OS's python3-picamera2 brings the same); the headers, gcc and make to build vimc.ko.
 readonly packages=(systemd systemd-sysv udev kmod linux-image-arm64 initramfs-tools passwd procps
-    python3 python3-venv python3-pip ca-certificates curl mosquitto mosquitto-clients v4l-utils)
+    python3 python3-venv python3-pip ca-certificates curl mosquitto mosquitto-clients v4l-utils
+    python3-libcamera libcamera-ipa libcamera-tools python3-pil python3-piexif python3-prctl
+    linux-headers-arm64 make)
 readonly initramfs_modules=(virtio_pci virtio_blk ext4)
 
 say() { echo "system: $*" >&2; }
@@ -48,15 +52,15 @@ install_tools() {
 }
 
 # The image is rebuilt only when what goes into it changes: the packages, the modules, the boot unit.
-image_key=$( { printf '%s\n' "${packages[@]}" "${initramfs_modules[@]}"; cat "$repo/tests/system/edge-infer-system-test.service"; } |
-    sha256sum | cut -c1-16)
+image_key=$( { printf '%s\n' "${packages[@]}" "${initramfs_modules[@]}";
+    cat "$repo/tests/system/edge-infer-system-test.service" "$repo/tests/system/build-vimc.sh"; } | sha256sum | cut -c1-16)
 readonly image=$cache/trixie-arm64-$image_key.img
 readonly kernel=$cache/trixie-arm64-$image_key.vmlinuz
 readonly initrd=$cache/trixie-arm64-$image_key.initrd
 
 build_image() {
     local rootfs=$work/rootfs
-    say "building the trixie arm64 image with mmdebstrap (about 20 minutes; cached afterwards in $cache)"
+    say "building the trixie arm64 image with mmdebstrap and vimc.ko (about 30 minutes; cached afterwards in $cache)"
     # mmdebstrap: the host's apt resolves and downloads; only dpkg and maintainer scripts run under qemu.
     # A small initramfs (MODULES=list) that mounts the virtio disk: building the default one emulated is slow.
     # shellcheck disable=SC2016  # the hooks are run by mmdebstrap's shell, with the root filesystem as $1
@@ -68,6 +72,7 @@ build_image() {
         --customize-hook="install -m 0644 '$repo/tests/system/edge-infer-system-test.service' \"\$1/etc/systemd/system/\"" \
         --customize-hook='systemctl --root="$1" enable edge-infer-system-test.service' \
         --customize-hook='systemctl --root="$1" mask apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer fstrim.timer systemd-timesyncd.service' \
+        --customize-hook="bash '$repo/tests/system/build-vimc.sh' \"\$1\" '$mirror' '$work'" \
         trixie "$rootfs" "$mirror" >"$work/mmdebstrap.log" 2>&1 || { tail -30 "$work/mmdebstrap.log"; return 1; }
     mkdir -p "$cache"
     cp "$(find "$rootfs/boot" -name 'vmlinuz-*' | sort | tail -1)" "$kernel.part"
@@ -94,6 +99,12 @@ host_python=${PYTHON:-$repo/.venv/bin/python}
 [ -x "$host_python" ] || host_python=python3
 say "downloading aarch64 wheels for Python 3.13"
 download_aarch64_wheels 3.13 "$payload/wheels" "$host_python" "$payload/src" >"$work/pip.log" 2>&1 || { tail -5 "$work/pip.log"; exit 1; }
+# picamera2 as PyPI has it (pure Python; 0.3.36 is the release edge-infer's Picamera2 code cites), with the two of its
+# imports Debian does not package as Python 3.13 wheels; the rest it imports is in the image from Debian, and the
+# DRM preview's pykms and PiDNG are stand-ins (tests/system/stubs).
+"$host_python" -m pip download -q --no-deps --only-binary=:all: --platform manylinux2014_aarch64 \
+    --python-version 3.13 --implementation cp -d "$payload/picamera2" \
+    picamera2==0.3.36 videodev2==0.0.4 simplejpeg==1.9.0 >>"$work/pip.log" 2>&1 || { tail -5 "$work/pip.log"; exit 1; }
 cp "$payload/src/tests/system/guest.sh" "$payload/guest.sh"
 tar -cf "$work/payload.tar" -C "$payload" .
 truncate -s 64M "$work/results.raw"

@@ -27,7 +27,11 @@ Only what edge-infer uses, and each behaviour as the upstream code has it (file:
   libcamera" (controls.py:26-33), in set_controls and in a configuration's controls (:1271).
 
 The camera films a photograph: the image at $FAKE_PICAMERA2's "scene" stretched over the sensor.
-$FAKE_PICAMERA2 is JSON: cameras (list of {"Model", "Id"}), platform ("vc4" or "pisp"), version,
+$FAKE_PICAMERA2 is JSON: cameras (list of {"Model", "Id"}; Model "Sensor B" is vimc's camera: one stream, three
+controls), platform ("vc4" or "pisp"), version, streams (how many the camera has), dma_heaps (the DMA heap paths
+the DmaAllocator tries, as dma_heap.py's heapNames; unset: a Raspberry Pi OS kernel's, which are there; where none of
+them exists Picamera2() without an allocator raises "Could not open any dmaHeap device", and so does close(), after
+releasing the camera),
 busy, stall_after (frames before the camera stops sending), import_error, log (a file where closing
 appends the camera's state as one JSON line), sensor (the sensor mode's crop, (x, y, width, height); by default
 the IMX477's 2028x1520 binned mode, and the full 4056x3040 array for an IMX500, whose modes both read it all:
@@ -424,6 +428,22 @@ class CompletedRequest:
         return self.picam2.image(config, self.request.crops[name])
 
 
+# libcamera's virtual test camera (the kernel's vimc driver) as the system stage sees it: one stream, and only these
+# controls (libcamera pipeline/vimc/vimc.cpp, VimcCameraData::init at v0.4.0); Model as its sensor entity names it.
+VIMC_MODEL = "Sensor B"
+VIMC_CONTROLS = {"Brightness": (-1.0, 1.0, 0.0), "Contrast": (0.0, 2.0, 1.0), "Saturation": (0.0, 2.0, 1.0)}
+class DmaAllocator:  # picamera2/allocators/dmaallocator.py, whose DmaHeap (dma_heap.py:71-82) raises without a heap
+    def __init__(self) -> None:
+        heaps = settings().get("dma_heaps")  # None: a Raspberry Pi OS kernel, which has them
+        if heaps is not None and not any(os.path.exists(heap) for heap in heaps):
+            raise RuntimeError("Could not open any dmaHeap device")
+
+
+class LibcameraAllocator:  # picamera2/allocators/libcameraallocator.py:16-18: keeps the camera, allocates later
+    def __init__(self, camera: Any) -> None:
+        self.camera = camera
+
+
 class Picamera2:
     platform = Platform.VC4
 
@@ -432,7 +452,8 @@ class Picamera2:
         cameras = [{**camera, "Num": num} for num, camera in enumerate(settings().get("cameras", []))]
         return sorted(cameras, key=lambda cam: ("/usb" not in cam["Id"], cam["Id"]), reverse=True)
 
-    def __init__(self, camera_num: int = 0) -> None:
+    def __init__(self, camera_num: int = 0, verbose_console: Any = None, tuning: Any = None,
+                 allocator: Any = None) -> None:
         self.is_open = False
         self.started = False
         self.closed = False
@@ -456,7 +477,13 @@ class Picamera2:
                 raise RuntimeError("Failed to acquire camera: Device or resource busy")
         except Exception as e:
             raise RuntimeError("Camera __init__ sequence did not complete.") from e
+        # libcamera's Camera: its streams (py_main.cpp, Camera.streams), one per output the pipeline has: a Pi's
+        # ISP has several, vimc and a UVC camera one (pipeline/vimc/vimc.cpp, uvcvideo.cpp).
+        self.camera = type("Camera", (), {"streams": frozenset(range(settings().get(
+            "streams", 1 if self.info.get("Model") == VIMC_MODEL else 4)))})()
         self.is_open = True
+        # After the acquire, outside its try (picamera2.py:376): the DmaAllocator opens a DMA heap or raises.
+        self.allocator = DmaAllocator() if allocator is None else allocator
 
     def sensor(self) -> tuple[int, int, int, int]:
         return sensor(self.info.get("Model"))
@@ -468,6 +495,8 @@ class Picamera2:
 
     @property
     def camera_controls(self) -> dict[str, Any]:
+        if self.info.get("Model") == VIMC_MODEL:  # vimc's only controls (pipeline/vimc/vimc.cpp, initFrameRate...)
+            return dict(VIMC_CONTROLS)
         controls: dict[str, Any] = {"FrameDurationLimits": FRAME_DURATION_LIMITS}
         if self.info.get("Model") in LENS_MODELS:
             controls.update(LENS_CONTROLS)
@@ -475,7 +504,8 @@ class Picamera2:
             return {**controls, "ScalerCrop": ((0, 0, 0, 0), (65535, 65535, 65535, 65535), (0, 0, 0, 0))}
         controls["ScalerCrop"] = (MIN_CROP, self.sensor(), self.sensor())
         if self.platform is Platform.PISP and self.version >= (0, 3, 23):
-            main, lores = self.camera_config["main"]["size"], self.camera_config["lores"]["size"]
+            main = self.camera_config["main"]["size"]
+            lores = (self.camera_config["lores"] or self.camera_config["main"])["size"]
             controls["ScalerCrops"] = (centre(self.sensor(), *main), centre(self.sensor(), *lores), self.sensor())
         return controls
 
@@ -509,8 +539,23 @@ class Picamera2:
                 stream["size"] = (width - width % align, height - height % 2)
         self.aligned = True
 
+    def _make_libcamera_config(self, config: dict[str, Any]) -> Any:
+        """What libcamera is handed (picamera2.py:1010-1045): here only each stream's colour space, the main
+        stream's as colour_space_to_libcamera gives it (:1030-1032)."""
+        streams = [type("StreamConfiguration", (), {"color_space": config["colour_space"]})()
+                   for name in ("main", "lores") if config.get(name) is not None]
+        return type("CameraConfiguration", (), {"at": lambda _, index: streams[index]})()
+
     def configure(self, config: dict[str, Any]) -> None:
+        # vimc's capture node takes only the colour space its scaler produces, V4L2_COLORSPACE_SRGB, which no
+        # libcamera ColorSpace maps to: the stream fails to start (vimc-common.c, vimc_vdev_link_validate: EPIPE).
+        self.main_colour_space = self._make_libcamera_config(config).at(0).color_space
         main, lores = config["main"], config["lores"]
+        if lores is not None and len(self.camera.streams) < 2:
+            # Upstream writes and reads libcamera's configuration at(1) (picamera2.py:1034, :1149), which has one
+            # entry on such a camera: an unchecked out-of-bounds access (camera.cpp CameraConfiguration::at). The
+            # stand-in stops there instead of going on with garbage.
+            raise AssertionError("stand-in: a lores stream asked of a camera with one stream (undefined behaviour)")
         if lores is not None and (lores["size"][0] > main["size"][0] or lores["size"][1] > main["size"][1]):
             raise RuntimeError("lores stream dimensions may not exceed main stream")
         for stream in (main, lores):
@@ -540,6 +585,8 @@ class Picamera2:
             self.configure(config)
         if self.started:  # start_ (picamera2.py:1299-1324)
             return
+        if self.info.get("Model") == VIMC_MODEL and getattr(self, "main_colour_space", None) is not None:
+            raise RuntimeError("Failed to start camera: Broken pipe")
         if self.imx500 is not None:
             try:  # camera.start(): the sensor's stream-on uploads a new network first, and may fail
                 self.imx500.stream_on()
@@ -628,7 +675,11 @@ class Picamera2:
         self.closed = True
         if settings().get("log"):
             with open(settings()["log"], "a") as log:
+                lores = self.camera_config["lores"] if self.camera_config else None
                 log.write(json.dumps({"controls": {k: list(v) if isinstance(v, tuple) else v
                                                    for k, v in self.controls.items()},
-                                      "lores": list(self.camera_config["lores"]["size"]) if self.camera_config
-                                      else None, "aligned": self.aligned}) + "\n")
+                                      "lores": list(lores["size"]) if lores else None, "aligned": self.aligned,
+                                      "allocator": type(self.allocator).__name__}) + "\n")
+        # The camera is released (:717); then upstream makes a DmaAllocator again (:731-733), which raises
+        # without a DMA heap.
+        self.allocator = DmaAllocator()
