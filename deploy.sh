@@ -162,7 +162,8 @@ install_apt_packages() {
     fi
     # The AI Camera (IMX500): its sensor firmware, its networks (/usr/share/imx500-models) and picamera2's imports
     # for it come with imx500-all, on Raspberry Pi OS only; installed where an AI Camera is attached (the imx500
-    # driver is bound to a sensor) or the config runs a network on one.
+    # driver is bound to a sensor: its I2C client, named bus-address, at 0x1a as the imx500 overlay sets it,
+    # raspberrypi/linux arch/arm/boot/dts/overlays/imx500-overlay.dts) or the config runs a network on one.
     local imx500_driver=${EDGE_INFER_IMX500_DRIVER:-/sys/bus/i2c/drivers/imx500}
     if compgen -G "$imx500_driver/*-001a" >/dev/null \
         || grep -Eqs '^[[:space:]]*delegate:[[:space:]]*imx500' /etc/edge-infer/config.yaml; then

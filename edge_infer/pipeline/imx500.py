@@ -52,7 +52,9 @@ from .classifier import Classifier, LoadedModel, ModelConfig
 
 log = logging.getLogger(__name__)
 
-FIRMWARE_FILES = ("/lib/firmware/imx500_loader.fpk", "/lib/firmware/imx500_firmware.fpk")  # imx500-firmware's
+# The loader and main firmware the imx500 driver requests before a network (raspberrypi/linux
+# drivers/media/i2c/imx500.c, its request_firmware calls), which Raspberry Pi's imx500-firmware package installs.
+FIRMWARE_FILES = ("/lib/firmware/imx500_loader.fpk", "/lib/firmware/imx500_firmware.fpk")
 INSTALL_HINT = "install the AI Camera's firmware, networks and tools with 'sudo apt install imx500-all', then reboot"
 CAMERA_HINT = ("check the AI Camera's ribbon cable and that 'rpicam-hello --list-cameras' lists an imx500 "
                "(Raspberry Pi OS Bookworm or later, with imx500-all installed)")

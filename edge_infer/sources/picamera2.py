@@ -149,10 +149,10 @@ class Picamera2Source:
             except Exception as exc:  # IMX500's RuntimeError: the sensor is gone, or refuses the network
                 raise SourceError(f"the AI Camera cannot take its network again: {exc}") from exc
         try:
-            camera = open_camera(picamera2_class, index)
+            camera, libcamera_buffers = open_camera(picamera2_class, index)
         except Exception as exc:
             raise SourceError(f"cannot open Pi camera {number}: {describe_open_failure(exc)}") from exc
-        if camera.allocator.__class__.__name__ == "LibcameraAllocator":
+        if libcamera_buffers:
             log.info("%s: no DMA heap (/dev/dma_heap): frame buffers from libcamera's allocator instead",
                      self.description)
         # letterbox needs the whole field of view: the main stream, scaled and padded by the CPU.
@@ -161,8 +161,9 @@ class Picamera2Source:
         # pipeline/vimc/vimc.cpp, generateConfiguration and validate, and uvcvideo's likewise). The AI Camera's
         # network crops and scales on the sensor: its frames are only to be seen, or for regions with CPU models of
         # their own.
-        one_stream = len(getattr(camera.camera, "streams", ())) < 2  # Camera.streams (libcamera py_main.cpp)
-        self._stream = "main" if hints.crop == "letterbox" or self._network is not None or one_stream else "lores"
+        self._one_stream = len(getattr(camera.camera, "streams", ())) < 2  # Camera.streams (libcamera py_main.cpp)
+        self._stream = ("main" if hints.crop == "letterbox" or self._network is not None or self._one_stream
+                        else "lores")
         try:
             self._start(camera, libcamera, config, hints)
         except Exception as exc:  # libcamera raises RuntimeError/OSError/ValueError with its own text
@@ -171,7 +172,7 @@ class Picamera2Source:
         self._camera = camera
         self._width, self._height = camera.camera_configuration()[self._stream]["size"]
         log.info("%s: %dx%d frames from its %s stream%s", self.description, self._width, self._height, self._stream,
-                 " (its only one: cropped and scaled on the CPU)" if one_stream and self._network is None else "")
+                 " (its only one: cropped and scaled on the CPU)" if self._one_stream and self._network is None else "")
 
     def _find(self, cameras: list[dict[str, Any]], wanted: int) -> tuple[int, int | str]:
         """(Picamera2's index of the camera, its number as messages say it).
@@ -235,7 +236,7 @@ class Picamera2Source:
             if lores is None or not lores.pop("preserve_ar", False):
                 raise
             video = configuration()
-        if lores is None and self._network is None and len(getattr(camera.camera, "streams", ())) < 2:
+        if self._one_stream and self._network is None:
             leave_colour_space_to_the_camera(camera)
         camera.configure(video)
         if (hints.crop == "center" and lores is not None and "preserve_ar" not in lores
@@ -311,8 +312,8 @@ class Picamera2Source:
         close_camera(self._camera, self.description)
 
 
-def open_camera(picamera2_class: Any, index: int, heaps: tuple[str, ...] | None = None) -> Any:
-    """Picamera2(index); where the kernel has no DMA heap, with libcamera's own frame buffers.
+def open_camera(picamera2_class: Any, index: int, heaps: tuple[str, ...] | None = None) -> tuple[Any, bool]:
+    """(Picamera2(index), whether its frame buffers are libcamera's): libcamera's where the kernel has no DMA heap.
 
     Picamera2 allocates from a DMA heap unless given an allocator (picamera2.py:376, DmaAllocator), and raises
     "Could not open any dmaHeap device" without one (dma_heap.py:71-82): Raspberry Pi OS's kernels have them,
@@ -320,12 +321,12 @@ def open_camera(picamera2_class: Any, index: int, heaps: tuple[str, ...] | None 
     placeholder first and the real one once the camera is acquired, as upstream's tests/allocator_test.py does
     (the buffers are allocated at configure, libcameraallocator.py:20-21)."""
     if any(os.path.exists(heap) for heap in heaps or DMA_HEAPS):
-        return picamera2_class(index)
+        return picamera2_class(index), False
     from picamera2.allocators import LibcameraAllocator  # type: ignore[import-not-found]
 
     camera = picamera2_class(index, allocator=LibcameraAllocator(None))
     camera.allocator = LibcameraAllocator(camera.camera)
-    return camera
+    return camera, True
 
 
 def leave_colour_space_to_the_camera(camera: Any) -> None:
