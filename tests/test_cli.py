@@ -1,6 +1,8 @@
 """End to end: the real CLI in a subprocess, real models and images from ../shared."""
 
+import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -10,6 +12,8 @@ from pathlib import Path
 import cv2
 import pytest
 from conftest import REPO, error_lines, need, python_start_up_s
+
+from edge_infer.cli.run import ANSI_COLOUR, native_level
 
 CPU_MODELS = ["mobilenet_v1_0.25_128_quant", "mobilenet_v1_0.5_160_quant", "mobilenet_v1_0.75_192_quant",
               "mobilenet_v2_1.0_224_quant", "tf2_mobilenet_v2_1.0_224_ptq"]
@@ -341,6 +345,38 @@ def test_signal_stops_the_run_cleanly(tmp_path: Path, models: Path, images: Path
     assert process.returncode == 0, stderr
     assert all(line.endswith("}") for line in stdout.splitlines())  # no half-written line
     assert f"{signal.Signals(signum).name}: stopping" in stderr
+
+
+def test_libcameras_errors_are_warnings_its_warnings_info_and_other_native_lines_debug():
+    # As libcamera writes them to stderr (log.cpp, LogOutput::write), the colour escapes stripped before this.
+    for severity, level in ((" WARN", logging.INFO), ("ERROR", logging.WARNING), ("FATAL", logging.WARNING)):
+        line = f"[0:03:58.519322256] [631] {severity} V4L2 v4l2_videodevice.cpp:1963 /dev/video6[17:cap]: Failed"
+        assert native_level(line) == level, line
+    info = "[0:00:01.000000001] [12]  INFO Camera camera_manager.cpp:330 libcamera v0.4.0"
+    assert native_level(info) == logging.DEBUG
+    assert native_level("INFO: Created TensorFlow Lite XNNPACK delegate for CPU.") == logging.INFO
+    assert native_level("Premature end of JPEG file") == logging.DEBUG
+    assert native_level("[h264 @ 0x55d0c0a0] error while decoding MB 12 7") == logging.DEBUG  # FFmpeg's noise
+    coloured = "[0:00:02.5] [631] \x1b[1;31mERROR \x1b[1;37mV4L2 \x1b[0mx"
+    assert ANSI_COLOUR.sub("", coloured) == "[0:00:02.5] [631] ERROR V4L2 x"
+
+
+def test_an_abort_leaves_the_python_stacks_on_stderr(tmp_path: Path, models: Path, images: Path):
+    # SIGABRT, as a native library's abort() raises it or systemd's watchdog sends it: the journal gets where each
+    # thread was, not silence.
+    config = tmp_path / "loop.yaml"
+    config.write_text(f"source:\n  type: images\n  path: {images / 'bird.bmp'}\n  loop: true\n")
+    process = subprocess.Popen([sys.executable, "-m", "edge_infer", "run", "--config", str(config),
+                                "--model", str(models / "mobilenet_v1_0.25_128_quant.tflite")],
+                               cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               stdin=subprocess.DEVNULL)
+    assert process.stdout is not None
+    assert '"chickadee"' in process.stdout.readline()
+    process.send_signal(signal.SIGABRT)
+    _, stderr = process.communicate(timeout=10)
+    assert process.returncode == -signal.SIGABRT
+    assert "Fatal Python error: Aborted" in stderr
+    assert re.search(r'File ".*edge_infer/.*\.py", line \d+ in \w+', stderr), stderr
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])

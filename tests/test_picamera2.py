@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 from conftest import ListOutput, error_lines, side_by_side
 
@@ -238,7 +239,7 @@ cameras:
 VIMC = {"Model": "Sensor B", "Id": "/base/platform/vimc.0/Sensor B"}  # libcamera's virtual test camera
 
 
-def test_a_camera_with_one_stream_is_read_on_main_and_scaled_on_the_cpu(fake, classify, caplog):
+def test_a_camera_with_one_stream_is_read_on_main_and_scaled_on_the_cpu(fake, classify, images: Path, caplog):
     # vimc (and a USB camera libcamera drives) offers one stream and neither FrameDurationLimits nor ScalerCrop:
     # no lores asked (upstream would read past libcamera's one-entry configuration), no frame rate, no crop.
     camera_module = fake(cameras=[VIMC])
@@ -246,13 +247,29 @@ def test_a_camera_with_one_stream_is_read_on_main_and_scaled_on_the_cpu(fake, cl
         source = Picamera2Source(Picamera2Config(fps=10), SourceHints(224, 224, "center"))
     [camera] = camera_module.instances
     assert camera.camera_configuration()["lores"] is None and camera.controls == {}
-    assert camera.main_colour_space is None  # vimc's own sRGB: any colour space asked for fails its start (EPIPE)
+    # Its own format: RGB888 is listed but fails at the start (EPIPE); BGR888, R, G, B in memory, streams.
+    assert camera.camera_configuration()["main"]["format"] == "BGR888"
     assert "has no frame rate control: fps: 10 is ignored" in caplog.text
     frames = [source.read() for _ in range(3)]
     assert [frame.seq for frame in frames] == [1, 2, 3] and frames[0].image.shape == (480, 640, 3)
+    # Turned into B, G, R: the photo's own colour balance, not its red and blue swapped.
+    scene = cv2.imread(str(images / "parrot.jpg")).reshape(-1, 3).mean(axis=0)
+    seen = frames[-1].image.reshape(-1, 3).mean(axis=0)
+    assert np.abs(seen - scene).max() < 4 < np.abs(seen[::-1] - scene).max(), (seen, scene)
     assert classify(frames[-1]) == "macaw"  # the CPU crops the centre and scales, as for letterbox's main stream
     source.close()
     assert camera.closed
+
+
+def test_a_camera_whose_own_format_is_not_rgb_is_refused_in_one_line(fake):
+    # A one-stream camera keeps its own format where it has no XBGR8888: YUYV, as a UVC camera's is, is not read here.
+    camera_module = fake(cameras=[VIMC], main_format="YUYV")
+    with pytest.raises(SourceError) as error:
+        Picamera2Source(Picamera2Config(), SourceHints(224, 224, "center"))
+    assert str(error.value) == ("cannot start Pi camera 0: it gives YUYV frames, which this source cannot read; "
+                                "read it through OpenCV instead (source: opencv)")
+    [camera] = camera_module.instances
+    assert camera.closed and not camera.started
 
 
 def test_without_a_dma_heap_the_frames_come_from_libcameras_allocator(fake, tmp_path: Path, monkeypatch, caplog):

@@ -8,6 +8,7 @@ imports (OpenCV, LiteRT, numpy) start, so a signal at any moment ends the proces
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import io
 import logging
 import os
@@ -123,6 +124,10 @@ def log_unraisable(unraisable: sys.UnraisableHookArgs) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     configure_logging()
+    # A native library that aborts or crashes (libcamera when its camera vanishes; systemd's watchdog sends SIGABRT
+    # to a hung process) would end the process without a word: this leaves every thread's Python stack on stderr,
+    # i.e. in the journal, instead.
+    faulthandler.enable()
     sys.unraisablehook = log_unraisable
     signals = Signals()
     signals.install()

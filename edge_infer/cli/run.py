@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import logging
 import os
+import re
 import sys
 import threading
 from collections.abc import Callable
@@ -106,6 +108,21 @@ def command_run(args: argparse.Namespace) -> int:
 
 # Native lines worth keeping at info level: LiteRT's word that XNNPACK runs.
 NATIVE_INFO = ("XNNPACK delegate",)
+# libcamera's own warnings and errors, "[0:03:58.519322256] [631] ERROR V4L2 v4l2_videodevice.cpp:1963 ...: Failed to
+# start streaming: Broken pipe", severities padded to five characters (" WARN"), coloured with ANSI escapes unless
+# LIBCAMERA_LOG_NO_COLOR is set (libcamera src/libcamera/base/log.cpp, LogOutput::write and log_severity_name).
+LIBCAMERA_SEVERITY = re.compile(r"^\[\d+:\d\d:\d\d\.\d+\] \[\d+\]\s+(WARN|ERROR|FATAL)\s")
+ANSI_COLOUR = re.compile(r"\x1b\[[\d;]*m")
+
+
+def native_level(line: str) -> int:
+    """The log level a native library's stderr line gets: libcamera's errors are warnings (a Pi camera's trouble is
+    told there) and its warnings info (it warns of much that is harmless: a sensor missing from its database, a
+    camera without a rotation control), LiteRT's XNNPACK line is info, the rest (libjpeg, FFmpeg, ...) debug."""
+    libcamera = LIBCAMERA_SEVERITY.match(line)
+    if libcamera:
+        return logging.INFO if libcamera.group(1) == "WARN" else logging.WARNING
+    return logging.INFO if any(k in line for k in NATIVE_INFO) else logging.DEBUG
 
 
 def route_native_stderr() -> Callable[[], None]:
@@ -118,6 +135,8 @@ def route_native_stderr() -> Callable[[], None]:
         if isinstance(handler, logging.StreamHandler):
             handler.setStream(ours)
     sys.stderr = ours
+    # A crash's Python stacks go straight to the real stderr: the forwarder below dies with the process.
+    faulthandler.enable(file=ours)
     read_end, write_end = os.pipe()
     os.dup2(write_end, 2)
     os.close(write_end)
@@ -126,10 +145,9 @@ def route_native_stderr() -> Callable[[], None]:
     def forward() -> None:
         with os.fdopen(read_end, errors="replace") as lines:
             for line in lines:
-                text = line.strip()
+                text = ANSI_COLOUR.sub("", line).strip()
                 if text:
-                    level = logging.INFO if any(k in text for k in NATIVE_INFO) else logging.DEBUG
-                    native.log(level, "%s", text.removeprefix("INFO: "))
+                    native.log(native_level(text), "%s", text.removeprefix("INFO: "))
 
     forwarder = threading.Thread(target=forward, name="native-stderr", daemon=True)
     forwarder.start()

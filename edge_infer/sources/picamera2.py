@@ -44,6 +44,11 @@ CAPTURE_TIMEOUT_S = 5.0  # a camera that sends no frame for this long beyond its
 # cam_helper/cam_helper.cpp, mistrustFramesStartup), and Picamera2 drops them (picamera2.py:1417-1421,
 # process_requests), so the first frame comes that many intervals later than the next ones.
 STARTUP_FRAMES = 7
+# The main-stream formats this source reads, and OpenCV's conversion of each to B, G, R (None: it is that already).
+# Picamera2 names formats as libcamera and DRM do, from the most significant byte of a little-endian word: RGB888 is
+# B, G, R in memory, XBGR8888 R, G, B, X (picamera2/request.py:350, the PIL mode of each; :303-311 shape them).
+MAIN_TO_BGR = {"RGB888": None, "BGR888": cv2.COLOR_RGB2BGR, "XRGB8888": cv2.COLOR_BGRA2BGR,
+               "XBGR8888": cv2.COLOR_RGBA2BGR}
 SILENT_FRAMES = 300  # of the AI Camera's, without its network's outputs, before saying so (10 s at 30 fps)
 
 
@@ -142,6 +147,7 @@ class Picamera2Source:
         self._fps = config.fps or (self._network.inference_rate if self._network is not None else None)
         self._pool = BufferPool()
         self._silent = 0  # frames in a row without the network's outputs
+        self._main_to_bgr: int | None = None  # the main stream's conversion to B, G, R, once configured
         self.description = f"picamera2 camera {number} ({cameras[index].get('Model', '?')})"
         if self._network is not None:  # the network goes to the sensor before Picamera2 opens it (imx500.py)
             try:
@@ -218,10 +224,18 @@ class Picamera2Source:
             # preserve_ar gives lores a crop with its own aspect ratio, centred (picamera2.py:1274-1280,
             # libcamera pipeline/rpi/pisp/pisp.cpp:1573-1574).
             lores["preserve_ar"] = True
+        main: dict[str, Any] = {"size": (config.width, config.height)}
+        if not self._one_stream:  # RGB888 is B, G, R in memory: OpenCV's order, straight from a Pi's ISP
+            main["format"] = "RGB888"
+        # else the camera's own: Picamera2 asks XBGR8888 (picamera2.py:903), which libcamera keeps or adjusts to the
+        # pipeline's choice, and reads back (:1137-1150). vimc lists RGB888 too but cannot stream it on Linux 6.x:
+        # libcamera asks its debayer for MEDIA_BUS_FMT_BGR888_1X24 (pipeline/vimc/vimc.cpp, pixelformats), whose
+        # source pad always gives RGB888_1X24 (vimc-debayer.c, vimc_debayer_set_fmt), and the start fails with EPIPE
+        # (vimc-common.c, vimc_vdev_link_validate; seen in the system stage). It adjusts XBGR8888 to BGR888.
+
         def configuration() -> Any:
             return camera.create_video_configuration(
-                # RGB888 is B, G, R in memory: OpenCV's order.
-                main={"size": (config.width, config.height), "format": "RGB888"},
+                main=dict(main),
                 lores=lores,
                 # The I420 -> BGR conversion below is BT.601's; without this, main streams of 1280x720 and
                 # up get Rec709 (picamera2.py:911-916), and lores shares main's colour space.
@@ -236,9 +250,12 @@ class Picamera2Source:
             if lores is None or not lores.pop("preserve_ar", False):
                 raise
             video = configuration()
-        if self._one_stream and self._network is None:
-            leave_colour_space_to_the_camera(camera)
         camera.configure(video)
+        main_format = camera.camera_configuration()["main"]["format"]
+        if main_format not in MAIN_TO_BGR:
+            raise ValueError(f"it gives {main_format} frames, which this source cannot read; "
+                             "read it through OpenCV instead (source: opencv)")
+        self._main_to_bgr = MAIN_TO_BGR[main_format]
         if (hints.crop == "center" and lores is not None and "preserve_ar" not in lores
                 and "ScalerCrop" in camera.camera_controls):
             # The ScalerCrop limits are known only once a sensor mode is chosen, i.e. after configure():
@@ -268,20 +285,26 @@ class Picamera2Source:
             raise SourceError(f"{self.description} stopped delivering frames (none in {timeout:g} s)") from exc
         except Exception as exc:
             raise SourceError(f"{self.description} stopped delivering frames: {exc}") from exc
-        if self._stream == "main":
-            frame = image[:, : self._width, :3]
-            self._seq += 1
-            return Frame(seq=self._seq, image=frame, ts=time.time())
-        # I420 with rows padded to the stride, shaped (height * 3 / 2, stride) (picamera2/request.py:319-324):
-        # convert, then drop the padding columns.
-        buffer = self._pool.take()
-        if buffer is None or buffer.shape[:2] != (self._height, image.shape[1]):
-            buffer = np.empty((self._height, image.shape[1], 3), np.uint8)
-        cv2.cvtColor(image, cv2.COLOR_YUV420p2BGR, dst=buffer)
         self._seq += 1
+        if self._stream == "lores":  # I420, rows padded to the stride: (height * 3 / 2, stride) (request.py:319-324)
+            conversion = cv2.COLOR_YUV420p2BGR
+        elif self._main_to_bgr is None:
+            return Frame(seq=self._seq, image=image[:, : self._width, :3], ts=time.time())
+        else:
+            conversion = self._main_to_bgr
+        buffer = self._pooled(image.shape[1])
+        cv2.cvtColor(image, conversion, dst=buffer)
         pool = self._pool
+        # The view drops the padding columns.
         return Frame(seq=self._seq, image=buffer[:, : self._width], ts=time.time(),
                      release=lambda: pool.give_back(buffer))
+
+    def _pooled(self, columns: int) -> np.ndarray:
+        """A B, G, R buffer of `columns` columns (padding included) for the next frame, reused once released."""
+        buffer = self._pool.take()
+        if buffer is None or buffer.shape[:2] != (self._height, columns):
+            buffer = np.empty((self._height, columns, 3), np.uint8)
+        return buffer
 
     def _read_classified(self) -> Frame:
         """The AI Camera: the picture and, in the same request's metadata, what the sensor's network said about it
@@ -327,25 +350,6 @@ def open_camera(picamera2_class: Any, index: int, heaps: tuple[str, ...] | None 
     camera = picamera2_class(index, allocator=LibcameraAllocator(None))
     camera.allocator = LibcameraAllocator(camera.camera)
     return camera, True
-
-
-def leave_colour_space_to_the_camera(camera: Any) -> None:
-    """On a camera with one stream (vimc), configure without asking for a colour space.
-
-    Picamera2 always asks one of the main stream (picamera2.py:1030-1032, the configuration's colour_space, which must
-    be a ColorSpace: :972); libcamera writes it to the capture node (v4l2_device.cpp, fromColorSpace), and no
-    ColorSpace it knows maps to V4L2_COLORSPACE_SRGB, the colour space vimc's debayer and scaler produce (vimc-debayer.c
-    and vimc-scaler.c, fmt_default), which its link validation demands of the capture node (vimc-common.c,
-    vimc_vdev_link_validate): the start fails with EPIPE, "Failed to start camera: Broken pipe". Only an unset colour
-    space leaves the driver its own. A camera with several streams (a Pi's ISP) takes the one asked for."""
-    make = camera._make_libcamera_config
-
-    def without_colour_space(camera_config: Any) -> Any:
-        libcamera_config = make(camera_config)
-        libcamera_config.at(0).color_space = None  # std::optional: Picamera2 reads None back (utils.py:32-33)
-        return libcamera_config
-
-    camera._make_libcamera_config = without_colour_space
 
 
 def close_camera(camera: Any, description: str) -> None:

@@ -107,17 +107,17 @@ class ReconnectingSource:
         return None
 
     def _lost(self, error: Exception) -> None:
-        source, self._source = self._source, None
-        if source is not None:
-            self._skipped_before += source.skipped
-            source.close()
-        if self._lost_at is None:
+        if self._lost_at is None:  # said before closing: a library may abort the process there (libcamera can)
             self._outages += 1
             self._lost_at = self._state_since = self._clock()
             log.warning("%ssource lost: %s; reconnecting every %g-%g s", self._prefix, error, FIRST_RETRY_S,
                         LONGEST_RETRY_S)
         else:
             log.debug("%s: still lost (%s)", self.description, error)
+        source, self._source = self._source, None
+        if source is not None:
+            self._skipped_before += source.skipped
+            source.close()
 
     def _try_reopen(self) -> None:
         try:

@@ -28,14 +28,14 @@ Only what edge-infer uses, and each behaviour as the upstream code has it (file:
 
 The camera films a photograph: the image at $FAKE_PICAMERA2's "scene" stretched over the sensor.
 $FAKE_PICAMERA2 is JSON: cameras (list of {"Model", "Id"}; Model "Sensor B" is vimc's camera: one stream, three
-controls), platform ("vc4" or "pisp"), version, streams (how many the camera has), dma_heaps (the DMA heap paths
-the DmaAllocator tries, as dma_heap.py's heapNames; unset: a Raspberry Pi OS kernel's, which are there; where none of
-them exists Picamera2() without an allocator raises "Could not open any dmaHeap device", and so does close(), after
-releasing the camera),
-busy, stall_after (frames before the camera stops sending), import_error, log (a file where closing
-appends the camera's state as one JSON line), sensor (the sensor mode's crop, (x, y, width, height); by default
-the IMX477's 2028x1520 binned mode, and the full 4056x3040 array for an IMX500, whose modes both read it all:
-imx500.c imx500_supported_modes), imx500 (below).
+controls, formats RGB888 and BGR888 of which only BGR888 streams), platform ("vc4" or "pisp"), version, streams (how
+many the camera has), dma_heaps (the DMA heap paths the DmaAllocator tries, as dma_heap.py's heapNames; unset: a
+Raspberry Pi OS kernel's, which are there; where none of them exists Picamera2() without an allocator raises "Could
+not open any dmaHeap device", and so does close(), after releasing the camera), main_format (the main stream's
+format whatever was asked, as the camera's validate() adjusts it), busy, stall_after (frames before the camera stops
+sending), import_error, log (a file where closing appends the camera's state as one JSON line), sensor (the sensor
+mode's crop, (x, y, width, height); by default the IMX477's 2028x1520 binned mode, and the full 4056x3040 array for
+an IMX500, whose modes both read it all: imx500.c imx500_supported_modes), imx500 (below).
 
 capture_request(wait, flush) gives a CompletedRequest (request.py:87-183): make_array(name) as capture_array
 gives it, get_metadata() a new dict each call ({ScalerCrop, SensorTimestamp, FrameDuration} and, on an IMX500
@@ -432,6 +432,10 @@ class CompletedRequest:
 # controls (libcamera pipeline/vimc/vimc.cpp, VimcCameraData::init at v0.4.0); Model as its sensor entity names it.
 VIMC_MODEL = "Sensor B"
 VIMC_CONTROLS = {"Brightness": (-1.0, 1.0, 0.0), "Contrast": (0.0, 2.0, 1.0), "Saturation": (0.0, 2.0, 1.0)}
+# The formats it lists (vimc.cpp, pixelformats and generateConfiguration); validate() makes any other BGR888.
+VIMC_FORMATS = ("RGB888", "BGR888")
+# The memory order of each RGB format (picamera2/request.py:350, the PIL mode of each).
+CHANNELS = {"RGB888": "BGR", "BGR888": "RGB", "XRGB8888": "BGRX", "XBGR8888": "RGBX"}
 class DmaAllocator:  # picamera2/allocators/dmaallocator.py, whose DmaHeap (dma_heap.py:71-82) raises without a heap
     def __init__(self) -> None:
         heaps = settings().get("dma_heaps")  # None: a Raspberry Pi OS kernel, which has them
@@ -539,18 +543,13 @@ class Picamera2:
                 stream["size"] = (width - width % align, height - height % 2)
         self.aligned = True
 
-    def _make_libcamera_config(self, config: dict[str, Any]) -> Any:
-        """What libcamera is handed (picamera2.py:1010-1045): here only each stream's colour space, the main
-        stream's as colour_space_to_libcamera gives it (:1030-1032)."""
-        streams = [type("StreamConfiguration", (), {"color_space": config["colour_space"]})()
-                   for name in ("main", "lores") if config.get(name) is not None]
-        return type("CameraConfiguration", (), {"at": lambda _, index: streams[index]})()
-
     def configure(self, config: dict[str, Any]) -> None:
-        # vimc's capture node takes only the colour space its scaler produces, V4L2_COLORSPACE_SRGB, which no
-        # libcamera ColorSpace maps to: the stream fails to start (vimc-common.c, vimc_vdev_link_validate: EPIPE).
-        self.main_colour_space = self._make_libcamera_config(config).at(0).color_space
         main, lores = config["main"], config["lores"]
+        if self.info.get("Model") == VIMC_MODEL and main["format"] not in VIMC_FORMATS:
+            # libcamera's validate() adjusts it ("Adjusting format to BGR888", vimc.cpp), and Picamera2 reads the
+            # stream's configuration back into its own (picamera2.py:1137-1150, _update_camera_config).
+            main["format"] = "BGR888"
+        main["format"] = settings().get("main_format", main["format"])  # another camera's own
         if lores is not None and len(self.camera.streams) < 2:
             # Upstream writes and reads libcamera's configuration at(1) (picamera2.py:1034, :1149), which has one
             # entry on such a camera: an unchecked out-of-bounds access (camera.cpp CameraConfiguration::at). The
@@ -561,7 +560,7 @@ class Picamera2:
         for stream in (main, lores):
             if stream is not None:
                 width = stream["size"][0]
-                pixel_bytes = 1 if stream["format"].startswith("YUV") else 3
+                pixel_bytes = {"YUV420": 1, "YUYV": 2}.get(stream["format"]) or len(CHANNELS[stream["format"]])
                 stream["stride"] = -(-width * pixel_bytes // 64) * 64  # rows padded to 64 bytes
         self.check_advertised(config["controls"])
         self.camera_config = config
@@ -585,7 +584,11 @@ class Picamera2:
             self.configure(config)
         if self.started:  # start_ (picamera2.py:1299-1324)
             return
-        if self.info.get("Model") == VIMC_MODEL and getattr(self, "main_colour_space", None) is not None:
+        main_format = (self.camera_config or {}).get("main", {}).get("format")
+        if self.info.get("Model") == VIMC_MODEL and main_format == "RGB888":
+            # Listed, but libcamera asks vimc's debayer for MEDIA_BUS_FMT_BGR888_1X24 and Linux 6.x's always gives
+            # RGB888_1X24 (vimc-debayer.c, vimc_debayer_set_fmt): link validation fails the stream-on with EPIPE
+            # (vimc-common.c, vimc_vdev_link_validate), as the system stage saw with libcamera 0.4 on Linux 6.12.
             raise RuntimeError("Failed to start camera: Broken pipe")
         if self.imx500 is not None:
             try:  # camera.start(): the sensor's stream-on uploads a new network first, and may fail
@@ -646,9 +649,10 @@ class Picamera2:
         x, y, w, h = crop
         image = cv2.resize(pixels[y:y + h, x:x + w], (width, height), interpolation=cv2.INTER_AREA)
         stride = stream["stride"]
-        if stream["format"] == "RGB888":
-            padded = np.zeros((height, stride // 3, 3), np.uint8)
-            padded[:, :width] = image
+        if stream["format"] in CHANNELS:
+            order = CHANNELS[stream["format"]]
+            padded = np.zeros((height, stride // len(order), len(order)), np.uint8)
+            padded[:, :width, :3] = image[:, :, ["BGR".index(channel) for channel in order[:3]]]
             return padded
         i420 = cv2.cvtColor(image, cv2.COLOR_BGR2YUV_I420)  # Y rows, then U, then V, each packed
         out = np.zeros((height * 3 // 2, stride), np.uint8)
