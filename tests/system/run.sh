@@ -7,7 +7,8 @@
 #
 # Environment: EDGE_INFER_TEST_DATA (default ../shared), EDGE_INFER_SYSTEM_CACHE (where the disk
 # image, kernel and initrd are kept; default /var/cache/edge-infer-system; delete it for a cold run),
-# DEBIAN_MIRROR (default http://deb.debian.org/debian).
+# DEBIAN_MIRROR (default http://deb.debian.org/debian), EDGE_INFER_SYSTEM_RESULTS (a directory to keep the guest's
+# results in: checks.log with every check's output, journal.txt with the service's whole journal).
 # Prints each check with ok/FAILED, then "N passed, N failed"; exits non-zero when anything failed.
 set -euo pipefail
 
@@ -124,6 +125,9 @@ say "the guest ran $(($(date +%s) - booted)) s (exit $status)"
 
 mkdir -p "$work/results"
 tar -xf "$work/results.raw" -C "$work/results" 2>/dev/null || true
+if [ -n "${EDGE_INFER_SYSTEM_RESULTS:-}" ]; then
+    mkdir -p "$EDGE_INFER_SYSTEM_RESULTS" && cp -r "$work/results/." "$EDGE_INFER_SYSTEM_RESULTS/"
+fi
 # The console carries the checks' lines as journald forwards them: "[time] bash[pid]: ok: ...".
 grep -aoE '(ok|FAILED): .*' "$work/console.log" | tr -d '\r' || true
 summary=$(grep -aoE '[0-9]+ passed, [0-9]+ failed' "$work/console.log" | tail -1 || true)
@@ -131,6 +135,12 @@ if [ -z "$summary" ]; then
     say "the guest did not finish (timeout or crash); the end of its console:"
     tail -40 "$work/console.log" | tr -d '\r' >&2
     summary="0 passed, 1 failed"
+fi
+if [ -f "$work/results/checks.log" ] && grep -q "^-- FAILED: " "$work/results/checks.log"; then
+    say "what the failed checks printed (the end of each):"
+    # checks.log holds each check's output under "== name"; a failed one ends with "-- FAILED: name".
+    awk '/^== /{n=0} {buf[n++]=$0} /^-- FAILED: /{s=(n>30)?n-30:0; for(i=s;i<n;i++) print "  | " buf[i]}' \
+        "$work/results/checks.log" >&2
 fi
 if ! [[ $summary =~ ", 0 failed" ]] && [ -f "$work/results/journal.txt" ]; then
     say "the service's journal:"
