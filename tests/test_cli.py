@@ -327,8 +327,8 @@ def test_check_config(cli, tmp_path: Path):
 
 # --- signals -----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_signal_stops_the_run_cleanly(tmp_path: Path, models: Path, images: Path, signum: int):
+def looping_run(tmp_path: Path, models: Path, images: Path) -> subprocess.Popen:
+    """The real CLI classifying one photo over and over, once its first result is out."""
     config = tmp_path / "loop.yaml"
     config.write_text(f"source:\n  type: images\n  path: {images / 'bird.bmp'}\n  loop: true\n")
     process = subprocess.Popen([sys.executable, "-m", "edge_infer", "run", "--config", str(config),
@@ -336,8 +336,13 @@ def test_signal_stops_the_run_cleanly(tmp_path: Path, models: Path, images: Path
                                cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                stdin=subprocess.DEVNULL)
     assert process.stdout is not None
-    first = process.stdout.readline()
-    assert '"chickadee"' in first
+    assert '"chickadee"' in process.stdout.readline()
+    return process
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signal_stops_the_run_cleanly(tmp_path: Path, models: Path, images: Path, signum: int):
+    process = looping_run(tmp_path, models, images)
     process.send_signal(signum)
     sent = time.monotonic()
     stdout, stderr = process.communicate(timeout=10)
@@ -364,14 +369,7 @@ def test_libcameras_errors_are_warnings_its_warnings_info_and_other_native_lines
 def test_an_abort_leaves_the_python_stacks_on_stderr(tmp_path: Path, models: Path, images: Path):
     # SIGABRT, as a native library's abort() raises it or systemd's watchdog sends it: the journal gets where each
     # thread was, not silence.
-    config = tmp_path / "loop.yaml"
-    config.write_text(f"source:\n  type: images\n  path: {images / 'bird.bmp'}\n  loop: true\n")
-    process = subprocess.Popen([sys.executable, "-m", "edge_infer", "run", "--config", str(config),
-                                "--model", str(models / "mobilenet_v1_0.25_128_quant.tflite")],
-                               cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               stdin=subprocess.DEVNULL)
-    assert process.stdout is not None
-    assert '"chickadee"' in process.stdout.readline()
+    process = looping_run(tmp_path, models, images)
     process.send_signal(signal.SIGABRT)
     _, stderr = process.communicate(timeout=10)
     assert process.returncode == -signal.SIGABRT

@@ -153,7 +153,7 @@ install_picamera2() {
 }
 cat >/tmp/picamera2.yaml <<YAML
 model: {path: /var/lib/edge-infer/models/$model.tflite}
-source: {type: picamera2}
+source: {type: picamera2, width: 800, height: 600}
 outputs: [stdout]
 run: {max_frames: 4}
 YAML
@@ -167,6 +167,7 @@ picamera2_from_the_cli() {  # as the service's user: four frames in order
     dmesg | grep -a "vimc link validate" | tail -2  # vimc logs both ends of each link it validates (vimc-common.c)
     ! grep -q Traceback /tmp/picamera2.log &&
         grep -q "no DMA heap (/dev/dma_heap): frame buffers from libcamera's allocator instead" /tmp/picamera2.log &&
+        grep -q "picamera2 camera 0 (Sensor B): 800x600 frames from its main stream" /tmp/picamera2.log &&
         [ "$status" = 0 ] && [ "$(grep -o '"frame":[0-9]*' <<<"$out" | cut -d: -f2 | tr '\n' ' ')" = "1 2 3 4 " ]
 }
 camera_released() { cam -c 1 --capture=2 >/dev/null 2>&1; }
@@ -194,13 +195,14 @@ systemctl stop edge-infer
 check "modprobe vimc: libcamera lists its camera" wait_until 60 bash -c 'modprobe vimc && cam -l | grep -q "Sensor B"'
 check "... and cam captures from it" camera_released
 check "picamera2 0.3.36 from PyPI imports in the service's venv and lists vimc" install_picamera2
-check "edge-infer run --source picamera2 on vimc: libcamera's allocator, four frames in order" picamera2_from_the_cli
+check "picamera2: edge-infer run on vimc: libcamera's allocator, 800x600 as configured, frames 1-4" \
+    picamera2_from_the_cli
 check "... and the camera is free again" camera_released
 
 # The service on the Pi camera path, with the user's config saying source: picamera2.
 sed -i '/^source:$/,/^[a-z]/s/^  type: auto$/  type: picamera2/' /etc/edge-infer/config.yaml
 since=$(date '+%Y-%m-%d %H:%M:%S')
-check "the service on source: picamera2 reaches active (running)" systemctl restart edge-infer
+check "picamera2: the service on source: picamera2 reaches active (running)" systemctl restart edge-infer
 pid=$(main_pid)
 check "... classifies vimc's frames" frames_rise
 check "... through Picamera2" journal_since "$since" "picamera2 camera 0 (Sensor B): 640x480 frames from its main stream"
@@ -208,7 +210,8 @@ check "... libcamera's own errors in the journal at their priority" bash -c \
     "journalctl -u edge-infer -p err --since '$since' -o cat | grep 'ERROR DmaBufAllocator .*Could not open any dma-buf'"
 # Another program streaming from the camera: the service cannot have it (a Pi camera's acquire fails: "in use by
 # another process"; vimc is not even listed then, as libcamera's vimc.cpp VimcCameraData::init changes its media
-# links, which the kernel refuses while it streams), ends with exit 4, and systemd retries until it is free.
+# links, which the kernel refuses while it streams: libcamera's error in the journal says "Device or resource busy"),
+# ends with exit 4, and systemd retries until it is free.
 systemctl stop edge-infer
 cam -c 1 --capture >/tmp/cam.log 2>&1 </dev/null &
 holder=$!
@@ -216,27 +219,28 @@ sleep 3
 kill -0 "$holder" || { echo "cam is not running:"; cat /tmp/cam.log; }
 since=$(date '+%Y-%m-%d %H:%M:%S')
 systemctl start --no-block edge-infer
-check "a camera in use by another program is reported" \
-    journal_shows 120 "$since" "camera in use by another process\|no Pi camera 0"
+check "picamera2: a camera another program streams from is reported as busy" \
+    journal_shows 120 "$since" "camera in use by another process\|Device or resource busy"
 kill "$holder"
 wait "$holder" 2>/dev/null
 check "... and the service starts once it is free" wait_until 120 systemctl is-active --quiet edge-infer
 check "... and classifies" frames_rise
-# vimc unplugged and plugged back (its platform driver's unbind and bind, as vivid's above). Picamera2's close of the
-# vanished camera aborts in libcamera: systemd restarts the service, which waits (exit 4, restarted every 10 s) until
-# the camera is back; the journal has the Python stacks of the aborted process.
+# vimc unplugged and plugged back (its platform driver's unbind and bind, as vivid's above). Picamera2's stop of the
+# vanished camera aborts in libcamera 0.4 (pipeline_handler.cpp: assertion "data->queuedRequests_.empty()" failed in
+# stop(): the gone device never returns its requests): systemd restarts the service, which waits (exit 4, restarted
+# every 10 s) until the camera is back; the journal has libcamera's last line and the aborted process's Python stacks.
 pid=$(main_pid)
 vimc=$(basename "$(readlink -f /sys/bus/platform/drivers/vimc/vimc.*)")
 since=$(date '+%Y-%m-%d %H:%M:%S')
 echo "$vimc" >/sys/bus/platform/drivers/vimc/unbind
-check "vimc unplugged: reported as lost" journal_shows 60 "$since" "source lost:"
+check "picamera2: vimc unplugged mid-run is reported as lost" journal_shows 60 "$since" "source lost:"
 sleep 15
 echo "$vimc" >/sys/bus/platform/drivers/vimc/bind
 check "... plugged back: the service classifies again" wait_until 180 frames_rise
 check "... in the same process, or one restarted with the aborted one's Python stacks in the journal" \
     bash -c "[ \"\$(systemctl show -p MainPID --value edge-infer)\" = $pid ] ||
         journalctl -u edge-infer --no-pager --since '$since' | grep -q 'Fatal Python error: Aborted'"
-check "systemctl stop: exit status 0, the camera free" stopped_cleanly
+check "picamera2: systemctl stop exits 0 and frees the camera" stopped_cleanly
 
 check "deploy.sh --uninstall --purge" bash "$payload/src/deploy.sh" --uninstall --purge
 check "... leaves nothing behind" nothing_left
