@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -210,6 +211,20 @@ def test_a_picamera2_broken_by_numpy_is_a_source_error_that_says_why(cli, images
     [line] = error_lines(done.stderr)
     assert "picamera2 cannot be imported (ValueError: numpy.dtype size changed" in line
     assert "pip install 'numpy==" in line and "Traceback" not in done.stderr
+
+
+def test_a_camera_unplugged_mid_run_is_reported_lost_before_libcamera_aborts_the_process(cli, models: Path,
+                                                                                        images: Path):
+    # libcamera 0.4 aborts in Picamera2's stop of a camera whose device is gone: the warning must come first, and
+    # the journal then gets where each thread was (the service is restarted by systemd).
+    stand_in = {"cameras": [IMX477], "scene": str(images / "parrot.jpg"), "unplugged_after": 3}
+    env = {"PYTHONPATH": str(FAKE), "FAKE_PICAMERA2": json.dumps(stand_in)}
+    done = cli("run", "--source", "picamera2", "--model", str(models / "mobilenet_v1_0.25_128_quant.tflite"), env=env)
+    assert done.status == -signal.SIGABRT, done.stderr
+    assert [result["frame"] for result in done.results] == [1, 2, 3]
+    lost, aborted = done.stderr.find("source lost: picamera2 camera 0 (imx477)"), done.stderr.find("Fatal Python error")
+    assert 0 <= lost < aborted, done.stderr
+    assert "in _lost" in done.stderr[aborted:]  # the stack says it was closing the lost camera
 
 
 def test_a_camera_with_regions_reads_the_whole_field_of_view(fake, models: Path, images: Path, tmp_path: Path):

@@ -147,7 +147,7 @@ class Picamera2Source:
         self._fps = config.fps or (self._network.inference_rate if self._network is not None else None)
         self._pool = BufferPool()
         self._silent = 0  # frames in a row without the network's outputs
-        self._main_to_bgr: int | None = None  # the main stream's conversion to B, G, R, once configured
+        self._to_bgr: int | None = None  # OpenCV's conversion of the stream read to B, G, R, once configured
         self.description = f"picamera2 camera {number} ({cameras[index].get('Model', '?')})"
         if self._network is not None:  # the network goes to the sensor before Picamera2 opens it (imx500.py)
             try:
@@ -235,7 +235,7 @@ class Picamera2Source:
 
         def configuration() -> Any:
             return camera.create_video_configuration(
-                main=dict(main),
+                main=main,
                 lores=lores,
                 # The I420 -> BGR conversion below is BT.601's; without this, main streams of 1280x720 and
                 # up get Rec709 (picamera2.py:911-916), and lores shares main's colour space.
@@ -255,7 +255,8 @@ class Picamera2Source:
         if main_format not in MAIN_TO_BGR:
             raise ValueError(f"it gives {main_format} frames, which this source cannot read; "
                              "read it through OpenCV instead (source: opencv)")
-        self._main_to_bgr = MAIN_TO_BGR[main_format]
+        # lores is I420 with rows padded to the stride, shaped (height * 3 / 2, stride) (picamera2/request.py:319-324)
+        self._to_bgr = cv2.COLOR_YUV420p2BGR if self._stream == "lores" else MAIN_TO_BGR[main_format]
         if (hints.crop == "center" and lores is not None and "preserve_ar" not in lores
                 and "ScalerCrop" in camera.camera_controls):
             # The ScalerCrop limits are known only once a sensor mode is chosen, i.e. after configure():
@@ -286,25 +287,16 @@ class Picamera2Source:
         except Exception as exc:
             raise SourceError(f"{self.description} stopped delivering frames: {exc}") from exc
         self._seq += 1
-        if self._stream == "lores":  # I420, rows padded to the stride: (height * 3 / 2, stride) (request.py:319-324)
-            conversion = cv2.COLOR_YUV420p2BGR
-        elif self._main_to_bgr is None:
+        if self._to_bgr is None:
             return Frame(seq=self._seq, image=image[:, : self._width, :3], ts=time.time())
-        else:
-            conversion = self._main_to_bgr
-        buffer = self._pooled(image.shape[1])
-        cv2.cvtColor(image, conversion, dst=buffer)
+        buffer = self._pool.take()
+        if buffer is None or buffer.shape[:2] != (self._height, image.shape[1]):
+            buffer = np.empty((self._height, image.shape[1], 3), np.uint8)
+        cv2.cvtColor(image, self._to_bgr, dst=buffer)
         pool = self._pool
         # The view drops the padding columns.
         return Frame(seq=self._seq, image=buffer[:, : self._width], ts=time.time(),
                      release=lambda: pool.give_back(buffer))
-
-    def _pooled(self, columns: int) -> np.ndarray:
-        """A B, G, R buffer of `columns` columns (padding included) for the next frame, reused once released."""
-        buffer = self._pool.take()
-        if buffer is None or buffer.shape[:2] != (self._height, columns):
-            buffer = np.empty((self._height, columns, 3), np.uint8)
-        return buffer
 
     def _read_classified(self) -> Frame:
         """The AI Camera: the picture and, in the same request's metadata, what the sensor's network said about it
@@ -335,7 +327,7 @@ class Picamera2Source:
         close_camera(self._camera, self.description)
 
 
-def open_camera(picamera2_class: Any, index: int, heaps: tuple[str, ...] | None = None) -> tuple[Any, bool]:
+def open_camera(picamera2_class: Any, index: int) -> tuple[Any, bool]:
     """(Picamera2(index), whether its frame buffers are libcamera's): libcamera's where the kernel has no DMA heap.
 
     Picamera2 allocates from a DMA heap unless given an allocator (picamera2.py:376, DmaAllocator), and raises
@@ -343,7 +335,7 @@ def open_camera(picamera2_class: Any, index: int, heaps: tuple[str, ...] | None 
     Debian's do not (CONFIG_DMABUF_HEAPS unset). LibcameraAllocator needs the open camera, so Picamera2 gets a
     placeholder first and the real one once the camera is acquired, as upstream's tests/allocator_test.py does
     (the buffers are allocated at configure, libcameraallocator.py:20-21)."""
-    if any(os.path.exists(heap) for heap in heaps or DMA_HEAPS):
+    if any(os.path.exists(heap) for heap in DMA_HEAPS):
         return picamera2_class(index), False
     from picamera2.allocators import LibcameraAllocator  # type: ignore[import-not-found]
 

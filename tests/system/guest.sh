@@ -172,6 +172,10 @@ picamera2_from_the_cli() {  # as the service's user: four frames in order
 }
 camera_released() { cam -c 1 --capture=2 >/dev/null 2>&1; }
 journal_since() { journalctl -u edge-infer --no-pager -o cat --since "$1" | grep -q "$2"; }  # journal_since TIME TEXT
+errors_since() { journalctl -u edge-infer --no-pager -o cat -p err --since "$1" | grep -q "$2"; }  # at err priority
+same_or_said_why() {  # same_or_said_why PID TIME: the same process, or one restarted after its Python stacks were logged
+    [ "$(main_pid)" = "$1" ] || journal_since "$2" "Fatal Python error: Aborted"
+}
 journal_shows() {  # journal_shows SECONDS TIME TEXT: waits for it; else prints the journal since then, and the kernel's
     wait_until "$1" journal_since "$2" "$3" && return 0
     journalctl -u edge-infer --no-pager --since "$2" | tail -40
@@ -203,11 +207,10 @@ check "... and the camera is free again" camera_released
 sed -i '/^source:$/,/^[a-z]/s/^  type: auto$/  type: picamera2/' /etc/edge-infer/config.yaml
 since=$(date '+%Y-%m-%d %H:%M:%S')
 check "picamera2: the service on source: picamera2 reaches active (running)" systemctl restart edge-infer
-pid=$(main_pid)
 check "... classifies vimc's frames" frames_rise
 check "... through Picamera2" journal_since "$since" "picamera2 camera 0 (Sensor B): 640x480 frames from its main stream"
-check "... libcamera's own errors in the journal at their priority" bash -c \
-    "journalctl -u edge-infer -p err --since '$since' -o cat | grep 'ERROR DmaBufAllocator .*Could not open any dma-buf'"
+check "... libcamera's own errors in the journal at their priority" \
+    errors_since "$since" "ERROR DmaBufAllocator .*Could not open any dma-buf"
 # Another program streaming from the camera: the service cannot have it (a Pi camera's acquire fails: "in use by
 # another process"; vimc is not even listed then, as libcamera's vimc.cpp VimcCameraData::init changes its media
 # links, which the kernel refuses while it streams: libcamera's error in the journal says "Device or resource busy"),
@@ -238,8 +241,7 @@ sleep 15
 echo "$vimc" >/sys/bus/platform/drivers/vimc/bind
 check "... plugged back: the service classifies again" wait_until 180 frames_rise
 check "... in the same process, or one restarted with the aborted one's Python stacks in the journal" \
-    bash -c "[ \"\$(systemctl show -p MainPID --value edge-infer)\" = $pid ] ||
-        journalctl -u edge-infer --no-pager --since '$since' | grep -q 'Fatal Python error: Aborted'"
+    same_or_said_why "$pid" "$since"
 check "picamera2: systemctl stop exits 0 and frees the camera" stopped_cleanly
 
 check "deploy.sh --uninstall --purge" bash "$payload/src/deploy.sh" --uninstall --purge

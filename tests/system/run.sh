@@ -61,7 +61,7 @@ readonly initrd=$cache/trixie-arm64-$image_key.initrd
 
 build_image() {
     local rootfs=$work/rootfs
-    say "building the trixie arm64 image with mmdebstrap and vimc.ko (about 30 minutes; cached afterwards in $cache)"
+    say "building the trixie arm64 image with mmdebstrap and vimc.ko (about 20 minutes; cached afterwards in $cache)"
     # mmdebstrap: the host's apt resolves and downloads; only dpkg and maintainer scripts run under qemu.
     # A small initramfs (MODULES=list) that mounts the virtio disk: building the default one emulated is slow.
     # shellcheck disable=SC2016  # the hooks are run by mmdebstrap's shell, with the root filesystem as $1

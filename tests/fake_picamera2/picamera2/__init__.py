@@ -33,9 +33,10 @@ many the camera has), dma_heaps (the DMA heap paths the DmaAllocator tries, as d
 Raspberry Pi OS kernel's, which are there; where none of them exists Picamera2() without an allocator raises "Could
 not open any dmaHeap device", and so does close(), after releasing the camera), main_format (the main stream's
 format whatever was asked, as the camera's validate() adjusts it), busy, stall_after (frames before the camera stops
-sending), import_error, log (a file where closing appends the camera's state as one JSON line), sensor (the sensor
-mode's crop, (x, y, width, height); by default the IMX477's 2028x1520 binned mode, and the full 4056x3040 array for
-an IMX500, whose modes both read it all: imx500.c imx500_supported_modes), imx500 (below).
+sending), unplugged_after (frames before the camera vanishes: no more frames, and stopping it aborts the process as
+libcamera 0.4 does), import_error, log (a file where closing appends the camera's state as one JSON line), sensor
+(the sensor mode's crop, (x, y, width, height); by default the IMX477's 2028x1520 binned mode, and the full
+4056x3040 array for an IMX500, whose modes both read it all: imx500.c imx500_supported_modes), imx500 (below).
 
 capture_request(wait, flush) gives a CompletedRequest (request.py:87-183): make_array(name) as capture_array
 gives it, get_metadata() a new dict each call ({ScalerCrop, SensorTimestamp, FrameDuration} and, on an IMX500
@@ -624,7 +625,8 @@ class Picamera2:
         stall_after = settings().get("stall_after")
         assert self.camera_config is not None or not self.started
         buffers = (self.camera_config or {}).get("buffer_count", 6)
-        if not self.started or (stall_after is not None and self.frames >= stall_after) or self.held >= buffers:
+        stalled = stall_after is not None and self.frames >= stall_after
+        if not self.started or stalled or self.unplugged() or self.held >= buffers:
             if wait is None:  # upstream waits for ever
                 threading.Event().wait()
             time.sleep(wait)
@@ -664,7 +666,18 @@ class Picamera2:
             out[start:start + height // 4] = padded.reshape(height // 4, stride)
         return out
 
+    def unplugged(self) -> bool:
+        after = settings().get("unplugged_after")
+        return after is not None and self.frames >= after
+
     def stop(self) -> None:
+        if self.started and self.unplugged():
+            # The camera's device is gone with requests still queued to it, which it never returns: libcamera 0.4's
+            # PipelineHandler::stop asserts there are none (pipeline_handler.cpp:375), and its failed ASSERT logs
+            # FATAL and aborts (base/log.cpp). Seen in the system stage with vimc unbound mid-run.
+            os.write(2, b'[0:00:10.000000000] [1] FATAL default pipeline_handler.cpp:375 assertion '
+                        b'"data->queuedRequests_.empty()" failed in stop()\n')
+            os.abort()
         if self.started:
             self.stop_count += 1
         self.started = False
