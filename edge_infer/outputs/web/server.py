@@ -38,6 +38,9 @@ MAX_CONNECTIONS = 32  # open connections (each a thread): the viewers, the page'
 REQUEST_HEAD_S = 10.0  # from when a connection may send its request to the end of the headers
 FAILED_LOGIN_DELAY_S = 1.0  # a wrong password is answered this much later: guessing goes slowly
 STALLED_VIEWER_S = 20.0  # a viewer that takes nothing for this long is disconnected (and a slow request line)
+# What is read and dropped of a body refused for its size, for at most REFUSED_BODY_S: see `discard_body`.
+REFUSED_BODY_BYTES = 16 << 20
+REFUSED_BODY_S = 2.0
 HTML, JS, CSS = "text/html; charset=utf-8", "text/javascript; charset=utf-8", "text/css; charset=utf-8"
 STATIC = {"/": ("index.html", HTML), "/index.html": ("index.html", HTML), "/app.js": ("app.js", JS),
           "/teach.js": ("teach.js", JS),
@@ -185,13 +188,26 @@ class Handler(BaseHTTPRequestHandler):
             elif not length.isdigit():
                 self.reply(b"Content-Length is required\n", text, HTTPStatus.LENGTH_REQUIRED)
             elif int(length) > teach.body_limit(url.path):
-                self.close_connection = True  # the body is not read: the connection cannot be reused
+                self.close_connection = True  # the body is not read whole: the connection cannot be reused
                 self.reply(f"at most {teach.body_limit(url.path)} bytes (teach.max_upload_megabytes)\n".encode(), text,
                            HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
+                self.discard_body(int(length))
             else:
                 body = self.rfile.read(int(length))
                 reply = teach.post(url.path, parse_qs(url.query), self.headers, body)
                 self.reply(reply.body, reply.kind, reply.status)
+
+    def discard_body(self, length: int) -> None:
+        """Read and drop what the client still sends of a refused body (bounded in bytes and time), as nginx's
+        lingering close does: a socket closed with unread data resets the connection, and a client still sending
+        (a browser, urllib) then gets "connection reset" or a broken pipe instead of the answer."""
+        self.connection.settimeout(REFUSED_BODY_S)
+        remaining = min(length, REFUSED_BODY_BYTES)
+        while remaining > 0:
+            chunk = self.rfile.read(min(remaining, 1 << 16))
+            if not chunk:
+                break
+            remaining -= len(chunk)
 
     @contextlib.contextmanager
     def contained(self, path: str) -> Iterator[None]:
