@@ -20,7 +20,7 @@ from .config import Config
 from .errors import SourceError
 from .models.pull import fetch_missing
 from .outputs.base import CameraLayout, Output, OutputContext, Peers, frame_watchers
-from .outputs.registry import open_output
+from .outputs.registry import open_output, shows_frames
 from .pipeline.cameras import CameraConfig, RegionConfig, cameras_of, regions_of
 from .pipeline.classifier import Classifier
 from .pipeline.imx500 import Imx500Classifier
@@ -175,9 +175,10 @@ def open_run(config: Config, *, stop: threading.Event | None = None, source: Sou
             opened.callback(notifier.close)
         reader_done = threading.Event()
         reader_done.set()
+        shown = shows_frames(config.outputs) if outputs is None else bool(frame_watchers(outputs))
         opened_sources = ([(source, None)] if source is not None else
                           open_sources(config, cameras, slot, stop, opened, reader_done,
-                                       notifier.extend_start if notifier is not None else no_extension))
+                                       notifier.extend_start if notifier is not None else no_extension, shown))
         reconnecting = {camera.name: live for camera, (_, live) in zip(cameras, opened_sources, strict=True)
                         if live is not None}
         stats = RunStats()
@@ -264,15 +265,16 @@ def region_postprocess(config: Config, region: RegionConfig) -> PostprocessConfi
 
 
 def open_sources(config: Config, cameras: Sequence[CameraConfig], slot: ModelSlot, stop: threading.Event,
-                 opened: ExitStack, reader_done: threading.Event, extend_start: Callable[[float], None] = no_extension
-                 ) -> list[tuple[Source, ReconnectingSource | None]]:
+                 opened: ExitStack, reader_done: threading.Event, extend_start: Callable[[float], None] = no_extension,
+                 shown: bool = False) -> list[tuple[Source, ReconnectingSource | None]]:
     """Each camera's source, and the same source when it reconnects: a live one that fails mid-run is
     reopened, not the end of the run. Of several cameras, one that cannot be opened at start is tried
-    again like one lost mid-run; only when none opens is it the end (exit 4)."""
+    again like one lost mid-run; only when none opens is it the end (exit 4). `shown`: an output shows the
+    pictures, so they are delivered whole."""
     sources: list[tuple[Source, ReconnectingSource | None]] = []
     errors: list[SourceError] = []
     for camera in cameras:
-        reopen = partial(open_source, camera.source, source_hints(config, camera, slot, extend_start))
+        reopen = partial(open_source, camera.source, source_hints(config, camera, slot, extend_start, shown))
         try:
             source = reopen()
         except SourceError as exc:
@@ -292,8 +294,8 @@ def open_sources(config: Config, cameras: Sequence[CameraConfig], slot: ModelSlo
     return sources
 
 
-def source_hints(config: Config, camera: CameraConfig, slot: ModelSlot, extend_start: Callable[[float], None]
-                 ) -> SourceHints:
+def source_hints(config: Config, camera: CameraConfig, slot: ModelSlot, extend_start: Callable[[float], None],
+                 shown: bool = False) -> SourceHints:
     """What a camera's source is told of the model. On the AI Camera, the network on its sensor and the window it
     classifies: the one region that runs the configured model (config.check_sensor_network sees to that)."""
     classifier = slot.classifier
@@ -307,7 +309,8 @@ def source_hints(config: Config, camera: CameraConfig, slot: ModelSlot, extend_s
     # stream and sets no ScalerCrop (sources/picamera2.py, which cites picamera2's configuration and
     # ScalerCrop code), not a lores stream cropped and scaled for one model.
     crop = "letterbox" if camera.regions else config.preprocess.crop
-    return SourceHints(info.input.width, info.input.height, crop, extend_start=extend_start)
+    return SourceHints(info.input.width, info.input.height, crop, extend_start=extend_start,
+                       full_size=shown or bool(camera.regions))
 
 
 def close_source(source: Source, reader_done: threading.Event) -> None:

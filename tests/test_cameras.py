@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 from conftest import ListOutput, LiveRun, error_lines, filled, side_by_side
 from mjpeg import MjpegServer
@@ -193,3 +194,37 @@ run: {{max_frames: 3}}
     warnings = [r.getMessage() for r in caplog.records if "too few to classify" in r.getMessage()]
     assert warnings == ["camera yard, region speck: only 5x171 pixels of the camera's 512x343 frames, too few to "
                         "classify: make its box larger"]
+
+
+def write_mjpg(path: Path, image: np.ndarray, frames: int = 3) -> Path:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, image.shape[1::-1])
+    for _ in range(frames):
+        writer.write(image)
+    writer.release()
+    return path
+
+
+def test_a_camera_with_regions_gets_its_frames_whole_and_one_without_at_the_models_scale(
+        models: Path, images: Path, tmp_path: Path, caplog):
+    yard = write_mjpg(tmp_path / "yard.avi", side_by_side(images, "bird.bmp", "parrot.jpg", half=480))
+    porch = write_mjpg(tmp_path / "porch.avi", cv2.resize(cv2.imread(str(images / "sunflower.bmp")), (640, 480)))
+    config = load_config(str(write_config(tmp_path / "config.yaml", f"""
+model: {{path: {models / V2}, num_threads: 1}}
+postprocess: {{top_k: 1}}
+cameras:
+  yard:
+    source: {{type: opencv, device: {yard}}}
+    regions:
+      feeder: {{box: [0, 0, 0.5, 1]}}
+      perch: {{box: [0.5, 0, 0.5, 1]}}
+  porch:
+    source: {{type: opencv, device: {porch}}}
+""")))
+    caplog.set_level("INFO", logger="edge_infer.sources.opencv")
+    sink = ListOutput()
+    with open_run(config, outputs=[sink], environ={}) as run:
+        run.execute()
+    decoded_reduced = [line for line in caplog.text.splitlines() if "decoding its JPEGs" in line]
+    assert len(decoded_reduced) == 1 and "porch.avi: decoding its JPEGs at 1/2 scale" in decoded_reduced[0]
+    labels = {(r.camera, r.region): r.top[0].label for r in sink.results}
+    assert labels == {("yard", "feeder"): "chickadee", ("yard", "perch"): "macaw", ("porch", None): "daisy"}

@@ -17,6 +17,7 @@ import pytest
 from edge_infer.config import Config, RunConfig
 from edge_infer.errors import ConfigError, SourceError
 from edge_infer.outputs.mqtt import MqttConfig
+from edge_infer.outputs.registry import shows_frames
 from edge_infer.pipeline.classifier import ModelConfig
 from edge_infer.run import open_run
 from edge_infer.schema import Origin
@@ -38,11 +39,11 @@ def test_the_inference_core_imports_no_config_reader_broker_client_or_source_bac
     assert done.stdout.strip() == "[]"
 
 
-def write_video(path: Path, frames: int = 6) -> Path:
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (160, 120))
+def write_video(path: Path, frames: int = 6, size: tuple[int, int] = (160, 120)) -> Path:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, size)
     assert writer.isOpened()
     for i in range(frames):
-        writer.write(np.full((120, 160, 3), 40 * i, np.uint8))
+        writer.write(np.full((size[1], size[0], 3), 40 * i, np.uint8))
     writer.release()
     return path
 
@@ -153,3 +154,21 @@ def test_outputs_that_watch_frames_see_each_frame_before_its_buffer_is_reused(mo
     levels = [level for _, _, level in watcher.seen]
     assert levels == sorted(levels) and levels[-1] > levels[0]  # each frame's own pixels (written 40 * i)
     assert [r.frame for r in watcher.results] == [1, 2, 3, 4, 5, 6]
+
+
+def test_an_mjpeg_video_is_decoded_at_a_reduced_scale_only_when_no_output_shows_its_frames(
+        models: Path, tmp_path: Path, caplog):
+    video = write_video(tmp_path / "clip.avi", size=(640, 480))
+    caplog.set_level("INFO", logger="edge_infer.sources.opencv")
+    with open_run(video_config(models, video), outputs=[ListOutput()], environ={}) as run:
+        stats = run.execute()
+    assert stats.frames == 6 and "decoding its JPEGs at 1/2 scale" in caplog.text
+    caplog.clear()
+    watcher = WatchingOutput()
+    with open_run(video_config(models, video), outputs=[watcher], environ={}) as run:
+        run.execute()
+    assert {shape for _, shape, _ in watcher.seen} == {(480, 640, 3)} and "decoding its JPEGs" not in caplog.text
+
+
+def test_the_outputs_that_show_the_pictures_are_known_before_they_open():
+    assert not shows_frames(("stdout", "mqtt")) and shows_frames(("stdout", "web")) and shows_frames(("snapshots",))

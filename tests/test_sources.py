@@ -3,12 +3,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import side_by_side
 
 from edge_infer.errors import ConfigError, SourceError
 from edge_infer.sources.auto import v4l2_devices
 from edge_infer.sources.base import SourceHints
 from edge_infer.sources.images import ImagesConfig, ImagesSource
-from edge_infer.sources.opencv import FFMPEG_OPTIONS, OpenCVConfig, OpenCVSource, ffmpeg_options
+from edge_infer.sources.opencv import FFMPEG_OPTIONS, OpenCVConfig, OpenCVSource, ffmpeg_options, jpeg_scale
 from edge_infer.sources.registry import source_from_argument
 
 HINTS = SourceHints(224, 224, "center")
@@ -110,3 +111,105 @@ def test_rtsp_goes_over_tcp_unless_the_user_chose_otherwise():
     chosen = {FFMPEG_OPTIONS: "rtsp_transport;udp|stimeout;5000000"}
     ffmpeg_options("rtsp://cam.local/stream1", chosen)
     assert chosen[FFMPEG_OPTIONS] == "rtsp_transport;udp|stimeout;5000000"
+
+
+def test_jpeg_scale_keeps_what_the_model_sees_at_least_its_input_size():
+    # 640x480, centre crop: the model sees 480x480; 1/2 leaves 240 >= 224 and 128, 1/4 would leave 120
+    assert jpeg_scale(640, 480, SourceHints(224, 224, "center")) == 2
+    assert jpeg_scale(640, 480, SourceHints(128, 128, "center")) == 2
+    assert jpeg_scale(1920, 1080, SourceHints(224, 224, "center")) == 4  # 1080 / 4 = 270; / 8 = 135 is too few
+    assert jpeg_scale(1920, 1080, SourceHints(128, 128, "center")) == 8
+    assert jpeg_scale(640, 480, SourceHints(224, 224, "stretch")) == 2  # both sides whole: 320x240
+    assert jpeg_scale(640, 480, SourceHints(160, 160, "letterbox")) == 4  # it lands as 160x120: 1/4 leaves that
+    assert jpeg_scale(320, 240, SourceHints(224, 224, "center")) == 1
+    assert jpeg_scale(4000, 3000, SourceHints(224, 224, "center", full_size=True)) == 1  # shown, or cut into regions
+
+
+def write_scene_video(path: Path, images: Path, count: int, fourcc: str = "MJPG") -> None:
+    """A 640x480 video of two real photos panning, so every frame differs."""
+    scene = cv2.resize(side_by_side(images, "bird.bmp", "parrot.jpg"), (1280, 480))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), 10, (640, 480))
+    assert writer.isOpened()
+    for i in range(count):
+        writer.write(np.ascontiguousarray(scene[:, i * 40: i * 40 + 640]))
+    writer.release()
+
+
+def read_all(source: OpenCVSource) -> list[np.ndarray]:
+    frames = []
+    while (frame := source.read()) is not None:
+        frames.append(frame.image.copy())
+        frame.release()
+    source.close()
+    return frames
+
+
+def test_an_mjpeg_video_is_decoded_at_the_scale_the_model_needs(tmp_path: Path, images: Path):
+    write_scene_video(tmp_path / "v.avi", images, 8)
+    whole = read_all(OpenCVSource(OpenCVConfig(device=str(tmp_path / "v.avi"))))
+    halved = read_all(OpenCVSource(OpenCVConfig(device=str(tmp_path / "v.avi")), HINTS))
+    assert len(whole) == len(halved) == 8
+    assert {frame.shape for frame in whole} == {(480, 640, 3)} and {frame.shape for frame in halved} == {(240, 320, 3)}
+    for full, half in zip(whole, halved, strict=True):  # the same picture, in order: a box filter's worth apart
+        expected = cv2.resize(full, (320, 240), interpolation=cv2.INTER_AREA)
+        assert np.abs(expected.astype(np.int16) - half).mean() < 3
+    assert np.abs(halved[0].astype(np.int16) - halved[4]).mean() > 10  # ...and the frames do differ
+
+
+def test_an_mjpeg_video_is_read_whole_when_its_frames_are_shown(tmp_path: Path, images: Path):
+    write_scene_video(tmp_path / "v.avi", images, 3)
+    shown = SourceHints(224, 224, "center", full_size=True)
+    assert {frame.shape for frame in read_all(OpenCVSource(OpenCVConfig(device=str(tmp_path / "v.avi")), shown))} \
+        == {(480, 640, 3)}
+
+
+def test_a_video_in_another_codec_is_decoded_by_ffmpeg_whole(tmp_path: Path, images: Path):
+    write_scene_video(tmp_path / "v.avi", images, 4, fourcc="XVID")
+    frames = read_all(OpenCVSource(OpenCVConfig(device=str(tmp_path / "v.avi")), HINTS))
+    assert len(frames) == 4 and {frame.shape for frame in frames} == {(480, 640, 3)}
+
+
+def test_an_mjpeg_video_loops_at_its_reduced_scale(tmp_path: Path):
+    write_video_sized(tmp_path / "v.avi", 3, 640, 480)
+    source = OpenCVSource(OpenCVConfig(device=str(tmp_path / "v.avi"), loop=True), HINTS)
+    frames = [source.read() for _ in range(7)]
+    assert [round(float(frame.image.mean()) / 20) for frame in frames] == [0, 1, 2, 0, 1, 2, 0]
+    assert [frame.seq for frame in frames] == [1, 2, 3, 4, 5, 6, 7] and frames[0].image.shape == (240, 320, 3)
+    source.close()
+
+
+def write_video_sized(path: Path, count: int, width: int, height: int) -> None:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (width, height))
+    for i in range(count):
+        writer.write(np.full((height, width, 3), 20 * i, np.uint8))
+    writer.release()
+
+
+def test_a_broken_jpeg_in_an_mjpeg_video_is_passed_over_and_counted(tmp_path: Path, caplog):
+    path = tmp_path / "v.avi"
+    write_video_sized(path, 5, 640, 480)
+    data = bytearray(path.read_bytes())
+    starts = [i for i in range(len(data) - 3) if data[i: i + 3] == b"\xff\xd8\xff"]
+    assert len(starts) == 5
+    data[starts[2]: starts[2] + 200] = bytes(200)  # the third frame's JPEG header is gone
+    path.write_bytes(bytes(data))
+    source = OpenCVSource(OpenCVConfig(device=str(path)), HINTS)
+    frames = read_all(source)
+    assert [round(float(frame.mean()) / 20) for frame in frames] == [0, 1, 3, 4]
+    assert source.skipped == 1
+    assert "a frame that is no decodable JPEG was passed over (1 so far)" in caplog.text
+
+
+def test_an_mjpeg_stream_is_decoded_at_the_scale_the_model_needs(images: Path):
+    from mjpeg import MjpegServer
+
+    server = MjpegServer(cv2.resize(cv2.imread(str(images / "parrot.jpg")), (640, 480)), fps=30)
+    server.start()
+    try:
+        for hints, shape in ((HINTS, (240, 320, 3)), (SourceHints(224, 224, "center", full_size=True), (480, 640, 3))):
+            source = OpenCVSource(OpenCVConfig(device=server.url), hints)
+            frames = [source.read() for _ in range(3)]
+            assert [frame.image.shape for frame in frames] == [shape] * 3 and [f.seq for f in frames] == [1, 2, 3]
+            source.close()
+    finally:
+        server.stop()

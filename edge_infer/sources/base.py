@@ -19,7 +19,7 @@ def no_extension(seconds: float) -> None:
 
 @dataclass(frozen=True)
 class SourceHints:
-    """What the model wants, so a source that can scale in hardware (Picamera2's ISP) does it there."""
+    """What the model wants, so a source that can scale cheaply (Picamera2's ISP, libjpeg's DCT) does it there."""
 
     width: int
     height: int
@@ -31,6 +31,9 @@ class SourceHints:
     # A start that waits for something slow (the AI Camera's firmware upload) asks for more time with it
     # (SystemdNotifier.extend_start: systemd's EXTEND_TIMEOUT_USEC).
     extend_start: Callable[[float], None] = field(default=no_extension, compare=False)
+    # The frames are shown (the live page, snapshots) or cut into regions: a source that could deliver them
+    # scaled down for the model (an MJPEG video's JPEGs decoded at a reduced scale) delivers them whole.
+    full_size: bool = False
 
 
 class Source(Protocol):
