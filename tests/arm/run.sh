@@ -173,6 +173,27 @@ for model in mobilenet_v2_1.0_224_quant mobilenet_v1_0.75_192_quant mobilenet_v1
     done <"$work/arm.txt"
 done
 
+say "an MJPG video on arm64: its JPEGs decoded at 1/2 scale by the aarch64 wheel's libjpeg"
+"$host_python" -c '
+import sys, cv2
+writer = cv2.VideoWriter(sys.argv[1], cv2.VideoWriter_fourcc(*"MJPG"), 10, (640, 480))
+for name in ("parrot.jpg", "parrot.jpg", "bird.bmp", "bird.bmp"):
+    writer.write(cv2.resize(cv2.imread(sys.argv[2] + "/images/" + name), (640, 480)))
+writer.release()' "$rootfs/tmp/clip.avi" "$data"
+if guest /opt/venv/bin/edge-infer run --model /data/models/mobilenet_v2_1.0_224_quant.tflite --source /tmp/clip.avi \
+    --top-k 1 >"$work/video.jsonl" 2>"$work/video.err"; then
+    labels=$("$host_python" -c '
+import json, sys
+print(",".join(json.loads(line)["top"][0]["label"] for line in sys.stdin))' <"$work/video.jsonl")
+    if grep -q "decoding its JPEGs at 1/2 scale" "$work/video.err" && [ "$labels" = "macaw,macaw,chickadee,chickadee" ]; then
+        pass "an MJPG video's JPEGs decoded at 1/2 scale on arm64, frame by frame right ($labels)"
+    else
+        fail "MJPG video on arm64: labels '$labels'; $(grep -m1 "JPEG\|error" "$work/video.err")"
+    fi
+else
+    fail "MJPG video on arm64: $(tail -2 "$work/video.err")"
+fi
+
 say "edge-infer bench --quick on arm64"
 if guest /opt/venv/bin/edge-infer bench /data/models/mobilenet_v1_0.25_128_quant.tflite --quick --threads 1 \
     --runs 5 --frames 5 --seconds 0 --json >"$work/bench.json" 2>"$work/bench.err" &&
