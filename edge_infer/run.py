@@ -178,7 +178,7 @@ def open_run(config: Config, *, stop: threading.Event | None = None, source: Sou
         shown = shows_frames(config.outputs) if outputs is None else bool(frame_watchers(outputs))
         opened_sources = ([(source, None)] if source is not None else
                           open_sources(config, cameras, slot, stop, opened, reader_done,
-                                       notifier.extend_start if notifier is not None else no_extension, shown))
+                                       notifier.extend_start if notifier is not None else no_extension, shown=shown))
         reconnecting = {camera.name: live for camera, (_, live) in zip(cameras, opened_sources, strict=True)
                         if live is not None}
         stats = RunStats()
@@ -265,8 +265,8 @@ def region_postprocess(config: Config, region: RegionConfig) -> PostprocessConfi
 
 
 def open_sources(config: Config, cameras: Sequence[CameraConfig], slot: ModelSlot, stop: threading.Event,
-                 opened: ExitStack, reader_done: threading.Event, extend_start: Callable[[float], None] = no_extension,
-                 shown: bool = False) -> list[tuple[Source, ReconnectingSource | None]]:
+                 opened: ExitStack, reader_done: threading.Event, extend_start: Callable[[float], None], *,
+                 shown: bool) -> list[tuple[Source, ReconnectingSource | None]]:
     """Each camera's source, and the same source when it reconnects: a live one that fails mid-run is
     reopened, not the end of the run. Of several cameras, one that cannot be opened at start is tried
     again like one lost mid-run; only when none opens is it the end (exit 4). `shown`: an output shows the
@@ -295,7 +295,7 @@ def open_sources(config: Config, cameras: Sequence[CameraConfig], slot: ModelSlo
 
 
 def source_hints(config: Config, camera: CameraConfig, slot: ModelSlot, extend_start: Callable[[float], None],
-                 shown: bool = False) -> SourceHints:
+                 shown: bool) -> SourceHints:
     """What a camera's source is told of the model. On the AI Camera, the network on its sensor and the window it
     classifies: the one region that runs the configured model (config.check_sensor_network sees to that)."""
     classifier = slot.classifier

@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
-from conftest import side_by_side, test_data_dir  # noqa: E402
+from conftest import read_all, side_by_side, test_data_dir  # noqa: E402
 
 from edge_infer.config import Config, RunConfig  # noqa: E402
 from edge_infer.models.files import read_model  # noqa: E402
@@ -76,13 +76,7 @@ def decode_ms(video: Path, hints: SourceHints | None = None) -> float:
 
 
 def frames_of(video: Path, hints: SourceHints | None = None) -> list[np.ndarray]:
-    source = OpenCVSource(OpenCVConfig(device=str(video)), hints)
-    frames = []
-    while (frame := source.read()) is not None:
-        frames.append(frame.image.copy())
-        frame.release()
-    source.close()
-    return frames
+    return read_all(OpenCVSource(OpenCVConfig(device=str(video)), hints))
 
 
 def hints_for(model: Path) -> SourceHints:
@@ -112,9 +106,9 @@ def held_out_ms(model: Path, frames: list[np.ndarray], own_frames: list[np.ndarr
     return statistics.median(pre[0]), statistics.median(pre[1]), statistics.median(inv)
 
 
-def serial_fps(model: Path, video: Path, threads: int, reduced: bool) -> float:
-    """One thread: read, preprocess into the input tensor, invoke; the interpreter on `threads` threads. `reduced`:
-    the frames read as the pipeline's source reads them, else decoded whole by OpenCV's FFmpeg."""
+def serial_fps(model: Path, video: Path, threads: int, hints: SourceHints | None) -> float:
+    """One thread: read, preprocess into the input tensor, invoke; the interpreter on `threads` threads. With
+    `hints` the frames are read as the pipeline's source reads them, else decoded whole by OpenCV's FFmpeg."""
     runtime = load_runtime()
     interpreter = runtime.interpreter(model_content=read_model(model).content, num_threads=threads)
     interpreter.allocate_tensors()
@@ -124,8 +118,7 @@ def serial_fps(model: Path, video: Path, threads: int, reduced: bool) -> float:
     spec, _ = classifier_tensors(read_model(model), interpreter.get_input_details(), interpreter.get_output_details())
     preprocessor = Preprocessor(spec)
     tensor = interpreter.tensor(detail["index"])
-    source = OpenCVSource(OpenCVConfig(device=str(video)),
-                          SourceHints(spec.width, spec.height, "center") if reduced else None)
+    source = OpenCVSource(OpenCVConfig(device=str(video)), hints)
     count, started = 0, time.perf_counter()
     while (frame := source.read()) is not None:
         preprocessor(frame.image, tensor()[0])
@@ -191,8 +184,8 @@ def main() -> int:
                 pre, own_pre, inv = held_out_ms(model, frames, own_frames)
                 limits.append(1000.0 * cores / (decode + pre + inv))
                 own_limits.append(1000.0 * cores / (own_decode + own_pre + inv))
-                serials.append(serial_fps(model, video, cores, reduced=False))
-                own_serials.append(serial_fps(model, video, cores, reduced=True))
+                serials.append(serial_fps(model, video, cores, None))
+                own_serials.append(serial_fps(model, video, cores, hints))
                 for threads in split:
                     pipelines[threads].append(pipeline_fps(model, video, threads))
                 print(f"{model.stem}: decode {decode:.2f} + preprocess {pre:.2f} + invoke {inv:.2f} ms; read as the "

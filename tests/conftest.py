@@ -19,6 +19,8 @@ import cv2
 import numpy as np
 import pytest
 
+from edge_infer.sources.base import Source
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -34,6 +36,16 @@ def filled(image: np.ndarray, width: int, height: int) -> np.ndarray:
 def side_by_side(images: Path, left: str, right: str, half: int = 320) -> np.ndarray:
     """A 2*half x half frame with one photo in each half: regions over each half have known labels."""
     return np.hstack([filled(cv2.imread(str(images / name)), half, half) for name in (left, right)])
+
+
+def read_all(source: Source) -> list[np.ndarray]:
+    """Every frame of a file source, copied (its buffers go back to its pool), then the source closed."""
+    frames = []
+    while (frame := source.read()) is not None:
+        frames.append(frame.image.copy())
+        frame.release()
+    source.close()
+    return frames
 
 
 def test_data_dir() -> Path:

@@ -3,13 +3,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import side_by_side
+from conftest import read_all, side_by_side
+from mjpeg import MjpegServer
 
 from edge_infer.errors import ConfigError, SourceError
 from edge_infer.sources.auto import v4l2_devices
 from edge_infer.sources.base import SourceHints
-from edge_infer.sources.images import ImagesConfig, ImagesSource
-from edge_infer.sources.opencv import FFMPEG_OPTIONS, OpenCVConfig, OpenCVSource, ffmpeg_options, jpeg_scale
+from edge_infer.sources.images import ImagesConfig, ImagesSource, jpeg_scale
+from edge_infer.sources.opencv import FFMPEG_OPTIONS, OpenCVConfig, OpenCVSource, ffmpeg_options
 from edge_infer.sources.registry import source_from_argument
 
 HINTS = SourceHints(224, 224, "center")
@@ -51,10 +52,10 @@ def test_a_glob_that_matches_nothing(tmp_path: Path):
         ImagesSource(ImagesConfig(path=str(tmp_path / "*.png")), HINTS)
 
 
-def write_video(path: Path, count: int) -> None:
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (32, 24))
+def write_video(path: Path, count: int, width: int = 32, height: int = 24) -> None:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (width, height))
     for i in range(count):
-        writer.write(np.full((24, 32, 3), 20 * i, np.uint8))
+        writer.write(np.full((height, width, 3), 20 * i, np.uint8))
     writer.release()
 
 
@@ -135,15 +136,6 @@ def write_scene_video(path: Path, images: Path, count: int, fourcc: str = "MJPG"
     writer.release()
 
 
-def read_all(source: OpenCVSource) -> list[np.ndarray]:
-    frames = []
-    while (frame := source.read()) is not None:
-        frames.append(frame.image.copy())
-        frame.release()
-    source.close()
-    return frames
-
-
 def test_an_mjpeg_video_is_decoded_at_the_scale_the_model_needs(tmp_path: Path, images: Path):
     write_scene_video(tmp_path / "v.avi", images, 8)
     whole = read_all(OpenCVSource(OpenCVConfig(device=str(tmp_path / "v.avi"))))
@@ -170,7 +162,7 @@ def test_a_video_in_another_codec_is_decoded_by_ffmpeg_whole(tmp_path: Path, ima
 
 
 def test_an_mjpeg_video_loops_at_its_reduced_scale(tmp_path: Path):
-    write_video_sized(tmp_path / "v.avi", 3, 640, 480)
+    write_video(tmp_path / "v.avi", 3, 640, 480)
     source = OpenCVSource(OpenCVConfig(device=str(tmp_path / "v.avi"), loop=True), HINTS)
     frames = [source.read() for _ in range(7)]
     assert [round(float(frame.image.mean()) / 20) for frame in frames] == [0, 1, 2, 0, 1, 2, 0]
@@ -178,16 +170,9 @@ def test_an_mjpeg_video_loops_at_its_reduced_scale(tmp_path: Path):
     source.close()
 
 
-def write_video_sized(path: Path, count: int, width: int, height: int) -> None:
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (width, height))
-    for i in range(count):
-        writer.write(np.full((height, width, 3), 20 * i, np.uint8))
-    writer.release()
-
-
 def test_a_broken_jpeg_in_an_mjpeg_video_is_passed_over_and_counted(tmp_path: Path, caplog):
     path = tmp_path / "v.avi"
-    write_video_sized(path, 5, 640, 480)
+    write_video(path, 5, 640, 480)
     data = bytearray(path.read_bytes())
     starts = [i for i in range(len(data) - 3) if data[i: i + 3] == b"\xff\xd8\xff"]
     assert len(starts) == 5
@@ -201,8 +186,6 @@ def test_a_broken_jpeg_in_an_mjpeg_video_is_passed_over_and_counted(tmp_path: Pa
 
 
 def test_an_mjpeg_stream_is_decoded_at_the_scale_the_model_needs(images: Path):
-    from mjpeg import MjpegServer
-
     server = MjpegServer(cv2.resize(cv2.imread(str(images / "parrot.jpg")), (640, 480)), fps=30)
     server.start()
     try:

@@ -16,9 +16,9 @@ import numpy as np
 from ..errors import ConfigError, SourceError
 from ..security.credentials import read_secret, url_with_password
 from ..security.redact import redact
-from ..values import Frame, Window, center_window
+from ..values import Frame
 from .base import BufferPool, SourceHints
-from .images import REDUCED
+from .images import REDUCED, jpeg_scale
 
 log = logging.getLogger(__name__)
 
@@ -67,29 +67,6 @@ def ffmpeg_options(device: int | str, environ: MutableMapping[str, str]) -> None
     """RTSP over TCP unless the user chose FFmpeg's capture options already."""
     if isinstance(device, str) and device.lower().startswith(("rtsp://", "rtsps://")):
         environ.setdefault(FFMPEG_OPTIONS, RTSP_OVER_TCP)
-
-
-def jpeg_scale(frame_width: int, frame_height: int, hints: SourceHints) -> int:
-    """How much smaller (1, 2, 4 or 8) a JPEG frame can be decoded for the model, with nothing lost.
-
-    libjpeg scales in the DCT: decoding at 1/2 keeps each 8x8 block's low frequencies, a 2x2 box filter's
-    worth of detail, for less work than decoding it whole (0.65 against 0.94 ms for 640x480 here), and
-    the preprocessor then skips the 2x2 halvings it would have done (pipeline/preprocess.py, `halvings`).
-    So the factor is the one that keeps the part of the frame the model sees at least its input's size.
-    """
-    if hints.full_size:
-        return 1
-    kept = Window(0, 0, frame_width, frame_height)  # stretch, letterbox: the whole frame goes in
-    target_width, target_height = hints.width, hints.height
-    if hints.crop == "center":
-        kept = center_window(frame_width, frame_height, hints.width, hints.height)
-    elif hints.crop == "letterbox":  # the frame shrinks into the input's window with the frame's aspect
-        fitted = center_window(hints.width, hints.height, frame_width, frame_height)
-        target_width, target_height = fitted.width, fitted.height
-    factor = 8
-    while factor > 1 and (kept.width // factor < target_width or kept.height // factor < target_height):
-        factor //= 2
-    return factor
 
 
 class OpenCVSource:
@@ -153,8 +130,10 @@ class OpenCVSource:
                 self._read_jpegs(device, backend_for(device), params, scale)
 
     def _read_jpegs(self, device: int | str, backend: int, params: list[int], scale: int) -> None:
-        """Read the JPEGs themselves (FFmpeg's raw packets, CAP_PROP_FORMAT -1) if the first one decodes; if not,
-        the video is opened again and FFmpeg decodes it, as without this."""
+        """Read the JPEGs themselves if the first one decodes; if not, the video is opened again and FFmpeg decodes
+        it, as without this. CAP_PROP_FORMAT -1 puts OpenCV's FFmpeg backend in raw mode (cap_ffmpeg_impl.hpp,
+        CvCapture_FFMPEG::setProperty -> setRaw), where read() hands over each demuxed packet undecoded: for MJPEG,
+        one whole JPEG. cv2.imdecode's IMREAD_REDUCED_COLOR_N has libjpeg scale it in the DCT (scale_denom)."""
         flags = REDUCED[scale] | JPEG_FLAGS
         if not self._capture.set(cv2.CAP_PROP_FORMAT, -1):  # a backend without raw packets: FFmpeg decodes
             return
@@ -200,11 +179,9 @@ class OpenCVSource:
         (FFmpeg's decoder would end the video there), as the images source passes over a broken photo."""
         assert self._jpeg_flags is not None
         image, self._first = self._first, None
-        restarted = False
         while image is None:
             ok, packet = self._capture.read()
-            if not ok and self._loop and self._seq > 0 and not restarted:  # twice: a whole pass without a frame
-                restarted = True
+            if not ok and self._loop and self._seq > 0:  # each pass has a frame: the first one decoded at open
                 self._check_complete()
                 self._capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
                 self._pass_frames = 0
