@@ -149,7 +149,7 @@ def test_a_run_goes_on_through_a_worker_killed_mid_run(tmp_path: Path, models: P
         stderr = run.stop()
     assert run.process.returncode == 0, stderr
     assert "the inference worker ended (SIGABRT)" in stderr and "runs again" in stderr
-    assert len(run.results) > seen + 20 and {r["top"][0]["label"] for r in run.results} == {"macaw"}
+    assert len(run.results) >= seen + 20 and {r["top"][0]["label"] for r in run.results} == {"macaw"}
     assert "Traceback" not in stderr
 
 
