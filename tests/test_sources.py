@@ -1,3 +1,4 @@
+import struct
 from pathlib import Path
 
 import cv2
@@ -159,6 +160,36 @@ def test_a_video_in_another_codec_is_decoded_by_ffmpeg_whole(tmp_path: Path, ima
     write_scene_video(tmp_path / "v.avi", images, 4, fourcc="XVID")
     frames = read_all(OpenCVSource(OpenCVConfig(device=str(tmp_path / "v.avi")), HINTS))
     assert len(frames) == 4 and {frame.shape for frame in frames} == {(480, 640, 3)}
+
+
+def interlaced_avi(path: Path, frame: np.ndarray, count: int) -> None:
+    """An MJPEG AVI as old capture cards write it: each packet holds a frame's two fields, each a JPEG of half its
+    height. Written by hand (OpenCV's writer has one JPEG a packet): RIFF AVI with avih, strh, strf, movi, idx1."""
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return tag + struct.pack("<I", len(data)) + data + b"\0" * (len(data) % 2)
+
+    height, width = frame.shape[:2]
+    packet = b"".join(cv2.imencode(".jpg", np.ascontiguousarray(frame[first::2]))[1].tobytes() for first in (0, 1))
+    header = chunk(b"avih", struct.pack("<14I", 100_000, 0, 0, 0x10, count, 0, 1, 0, width, height, 0, 0, 0, 0))
+    stream = chunk(b"strh", b"vidsMJPG" + struct.pack("<IHHIIIIIIIIhhhh", 0, 0, 0, 0, 1, 10, 0, count, 0,
+                                                         0xFFFFFFFF, 0, 0, 0, width, height))
+    stream += chunk(b"strf", struct.pack("<IiiHH4sIiiII", 40, width, height, 1, 24, b"MJPG", width * height * 3,
+                                         0, 0, 0, 0))
+    headers = chunk(b"LIST", b"hdrl" + header + chunk(b"LIST", b"strl" + stream))
+    stride = 8 + len(packet) + len(packet) % 2
+    movi = chunk(b"LIST", b"movi" + chunk(b"00dc", packet) * count)
+    index = chunk(b"idx1", b"".join(b"00dc" + struct.pack("<III", 0x10, 4 + i * stride, len(packet))
+                                    for i in range(count)))
+    body = b"AVI " + headers + movi + index
+    path.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
+
+
+def test_an_interlaced_mjpeg_video_is_woven_by_ffmpeg_not_squashed(tmp_path: Path, images: Path):
+    frame = cv2.resize(cv2.imread(str(images / "parrot.jpg")), (640, 480))
+    interlaced_avi(tmp_path / "v.avi", frame, 3)
+    frames = read_all(OpenCVSource(OpenCVConfig(device=str(tmp_path / "v.avi")), HINTS))
+    assert len(frames) == 3 and {image.shape for image in frames} == {(480, 640, 3)}  # not a 320x120 first field
+    assert np.abs(frames[0].astype(np.int16) - frame).mean() < 15  # the two fields woven back into the photo
 
 
 def test_an_mjpeg_video_loops_at_its_reduced_scale(tmp_path: Path):

@@ -124,27 +124,37 @@ class OpenCVSource:
         self._jpeg_flags: int | None = None
         self._first: np.ndarray | None = None  # the frame decoded to try that
         if hints is not None and not is_camera(device) and int(capture.get(cv2.CAP_PROP_FOURCC)) == MJPG:
-            scale = jpeg_scale(int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
-                               int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)), hints)
+            width, height = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+            scale = jpeg_scale(width, height, hints)
             if scale > 1:
-                self._read_jpegs(device, backend_for(device), params, scale)
+                self._read_jpegs(device, backend_for(device), params, scale, (width, height))
 
-    def _read_jpegs(self, device: int | str, backend: int, params: list[int], scale: int) -> None:
-        """Read the JPEGs themselves if the first one decodes; if not, the video is opened again and FFmpeg decodes
-        it, as without this. CAP_PROP_FORMAT -1 puts OpenCV's FFmpeg backend in raw mode (cap_ffmpeg_impl.hpp,
-        CvCapture_FFMPEG::setProperty -> setRaw), where read() hands over each demuxed packet undecoded: for MJPEG,
-        one whole JPEG. cv2.imdecode's IMREAD_REDUCED_COLOR_N has libjpeg scale it in the DCT (scale_denom)."""
+    def _read_jpegs(self, device: int | str, backend: int, params: list[int], scale: int,
+                    size: tuple[int, int]) -> None:
+        """Read the JPEGs themselves if the first one decodes to the video's `size` (scaled); if not, the video is
+        opened again and FFmpeg decodes it, as without this. CAP_PROP_FORMAT -1 puts OpenCV's FFmpeg backend in raw
+        mode (cap_ffmpeg_impl.hpp, CvCapture_FFMPEG::setProperty -> setRaw), where read() hands over each demuxed
+        packet undecoded: for MJPEG, one whole JPEG. cv2.imdecode's IMREAD_REDUCED_COLOR_N has libjpeg scale it in
+        the DCT (scale_denom), to ceil(size / scale). An interlaced video (old capture cards) holds two fields of
+        half its height in each packet, which FFmpeg weaves into one frame (libavcodec/mjpegdec.c,
+        ff_mjpeg_decode_sof: a JPEG under 3/4 of the video's height is a field); alone, the first is a squashed
+        frame, so such a video is FFmpeg's."""
         flags = REDUCED[scale] | JPEG_FLAGS
         if not self._capture.set(cv2.CAP_PROP_FORMAT, -1):  # a backend without raw packets: FFmpeg decodes
             return
         packet = self._capture.read()[1]
         image = cv2.imdecode(packet, flags) if packet is not None and packet.size else None
-        if image is not None:
+        expected = (-(-size[1] // scale), -(-size[0] // scale))
+        if image is not None and image.shape[:2] == expected:
             self._jpeg_flags, self._first = flags, image
             self._pass_frames = 1
             log.info("%s: decoding its JPEGs at 1/%d scale, the model's input size or more", self.description, scale)
             return
-        log.debug("%s: its first packet is no JPEG libjpeg decodes; FFmpeg decodes the video", self.description)
+        if image is None:
+            log.debug("%s: its first packet is no JPEG libjpeg decodes; FFmpeg decodes the video", self.description)
+        else:
+            log.debug("%s: its first JPEG is not its %dx%d frame (interlaced fields?); FFmpeg decodes the video",
+                      self.description, *size)
         self._capture.release()
         self._capture = cv2.VideoCapture(device, backend, params)
         if not self._capture.isOpened():
