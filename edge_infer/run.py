@@ -22,7 +22,7 @@ from .models.pull import fetch_missing
 from .outputs.base import CameraLayout, Output, OutputContext, Peers, frame_watchers
 from .outputs.registry import open_output, shows_frames
 from .pipeline.cameras import CameraConfig, RegionConfig, cameras_of, regions_of
-from .pipeline.classifier import Classifier
+from .pipeline.classifier import Classifier, LoadedModel
 from .pipeline.imx500 import Imx500Classifier
 from .pipeline.loop import Feed, run_feeds
 from .pipeline.postprocess import PostprocessConfig
@@ -176,10 +176,10 @@ def open_run(config: Config, *, stop: threading.Event | None = None, source: Sou
         reader_done = threading.Event()
         reader_done.set()
         shown = shows_frames(config.outputs) if outputs is None else bool(frame_watchers(outputs))
-        opened_sources = ([(source, None)] if source is not None else
+        opened_sources = ([(source, None, None)] if source is not None else
                           open_sources(config, cameras, slot, stop, opened, reader_done,
                                        notifier.extend_start if notifier is not None else no_extension, shown=shown))
-        reconnecting = {camera.name: live for camera, (_, live) in zip(cameras, opened_sources, strict=True)
+        reconnecting = {camera.name: live for camera, (_, live, _) in zip(cameras, opened_sources, strict=True)
                         if live is not None}
         stats = RunStats()
         run: Run | None = None
@@ -201,11 +201,15 @@ def open_run(config: Config, *, stop: threading.Event | None = None, source: Sou
         watchers = frame_watchers(outputs)
         frames = config.run.frames
         run_cameras = []
-        for camera, (camera_source, _) in zip(cameras, opened_sources, strict=True):
+        for camera, (camera_source, _, hints) in zip(cameras, opened_sources, strict=True):
             name = camera.name or None  # None: the plain `source:` run, whose results carry no camera
+            # A camera without regions gets frames scaled for its model; a model switched in with a larger input
+            # (a reload, a taught model) has them scaled for it, not scaled up. Regions get whole frames.
+            fit = partial(fit_source, camera_source, hints) if hints is not None and not camera.regions \
+                and hints.network is None else None
             regions = [FrameClassifier(slots[region.model], region_preprocess(config, region),
                                        region_postprocess(config, region), box=region.box, camera=name,
-                                       region=region.name or None)
+                                       region=region.name or None, on_new_model=fit)
                        for region in regions_of(camera)]
             stages = CameraStages(regions, [watcher.see_frame if name is None else
                                             partial(watcher.see_frame, camera=name) for watcher in watchers])
@@ -266,29 +270,31 @@ def region_postprocess(config: Config, region: RegionConfig) -> PostprocessConfi
 
 def open_sources(config: Config, cameras: Sequence[CameraConfig], slot: ModelSlot, stop: threading.Event,
                  opened: ExitStack, reader_done: threading.Event, extend_start: Callable[[float], None], *,
-                 shown: bool) -> list[tuple[Source, ReconnectingSource | None]]:
-    """Each camera's source, and the same source when it reconnects: a live one that fails mid-run is
-    reopened, not the end of the run. Of several cameras, one that cannot be opened at start is tried
-    again like one lost mid-run; only when none opens is it the end (exit 4). `shown`: an output shows the
-    pictures, so they are delivered whole."""
-    sources: list[tuple[Source, ReconnectingSource | None]] = []
+                 shown: bool) -> list[tuple[Source, ReconnectingSource | None, SourceHints]]:
+    """Each camera's source, the same source when it reconnects, and the hints it was opened with: a live one
+    that fails mid-run is reopened, not the end of the run. Of several cameras, one that cannot be opened at
+    start is tried again like one lost mid-run; only when none opens is it the end (exit 4). `shown`: an output
+    shows the pictures, so they are delivered whole."""
+    sources: list[tuple[Source, ReconnectingSource | None, SourceHints]] = []
     errors: list[SourceError] = []
     for camera in cameras:
-        reopen = partial(open_source, camera.source, source_hints(config, camera, slot, extend_start, shown))
+        hints = source_hints(config, camera, slot, extend_start, shown)
+        reopen = partial(open_source, camera.source)
         try:
-            source = reopen()
+            source = reopen(hints)
         except SourceError as exc:
             if len(cameras) == 1:
                 raise
             errors.append(exc)
             log.warning("camera %s: %s; trying again every %g-%g s", camera.name, exc, FIRST_RETRY_S, LONGEST_RETRY_S)
-            source = live = ReconnectingSource(None, reopen, stop, description=f"{camera.source.type} source",
-                                               camera=camera.name)
+            source = live = ReconnectingSource(None, reopen, stop, hints=hints,
+                                               description=f"{camera.source.type} source", camera=camera.name)
         else:
-            live = ReconnectingSource(source, reopen, stop, camera=camera.name or None) if source.live else None
+            live = ReconnectingSource(source, reopen, stop, hints=hints, camera=camera.name or None) \
+                if source.live else None
             source = live or source
         opened.callback(close_source, source, reader_done)
-        sources.append((source, live))
+        sources.append((source, live, hints))
     if errors and len(errors) == len(cameras):
         raise SourceError(f"no camera could be opened: {'; '.join(str(error) for error in errors)}")
     return sources
@@ -311,6 +317,11 @@ def source_hints(config: Config, camera: CameraConfig, slot: ModelSlot, extend_s
     crop = "letterbox" if camera.regions else config.preprocess.crop
     return SourceHints(info.input.width, info.input.height, crop, extend_start=extend_start,
                        full_size=shown or bool(camera.regions))
+
+
+def fit_source(source: Source, opened_for: SourceHints, model: LoadedModel) -> None:
+    """The camera's frames, scaled for the model it opened with, now serve `model`, on the capture thread."""
+    source.retarget(replace(opened_for, width=model.input.width, height=model.input.height))
 
 
 def close_source(source: Source, reader_done: threading.Event) -> None:

@@ -8,6 +8,7 @@ import json
 import logging
 import signal
 import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -305,3 +306,42 @@ def test_without_a_dma_heap_the_frames_come_from_libcameras_allocator(fake, tmp_
     closed = [json.loads(line) for line in (tmp_path / "closed.jsonl").read_text().splitlines()]
     assert [entry["allocator"] for entry in closed] == ["LibcameraAllocator", "DmaAllocator"]
     assert all(camera.closed for camera in camera_module.instances)
+
+
+def test_lores_serves_a_smaller_model_and_not_a_larger_one(fake):
+    fake()
+    source = Picamera2Source(Picamera2Config(), SourceHints(160, 160, "center"))
+    assert source.retarget(SourceHints(128, 128, "center")) and source.retarget(SourceHints(160, 160, "center"))
+    assert not source.retarget(SourceHints(224, 224, "center"))  # the lores stream would be scaled up
+    source.close()
+    letterbox = Picamera2Source(Picamera2Config(), SourceHints(160, 160, "letterbox"))
+    assert letterbox.retarget(SourceHints(224, 224, "letterbox"))  # the main stream: the same for any model
+    letterbox.close()
+
+
+def test_a_larger_model_edited_in_gets_a_lores_stream_of_its_size(models: Path, images: Path, tmp_path: Path):
+    # The running service's config gets a model with a larger input: the camera is configured again for it,
+    # in the same process, rather than its 128x128 lores frames being scaled up to 224x224.
+    from conftest import LiveRun
+
+    stand_in = {"cameras": [IMX477], "scene": str(images / "parrot.jpg")}
+    config = tmp_path / "config.yaml"
+    text = f"model: {{path: {models / 'mobilenet_v1_0.25_128_quant.tflite'}}}\nsource: {{type: picamera2}}\n"
+    config.write_text(text)
+    run = LiveRun(config, tmp_path, env={"PYTHONPATH": str(FAKE), "FAKE_PICAMERA2": json.dumps(stand_in)})
+    try:
+        run.wait_for("model", "mobilenet_v1_0.25_128_quant")
+        config.write_text(text.replace("mobilenet_v1_0.25_128_quant", "mobilenet_v2_1.0_224_quant"))
+        run.wait_for("model", "mobilenet_v2_1.0_224_quant")
+        seen = len(run.results)
+        while len(run.results) < seen + 3:
+            assert run.process.poll() is None
+            time.sleep(0.05)
+    finally:
+        stderr = run.stop()
+    assert run.process.returncode == 0, stderr
+    switched = stderr.index("opening it again for the model's 224x224 input")
+    assert "128x128 frames from its lores stream" in stderr[:switched]
+    assert "224x224 frames from its lores stream" in stderr[switched:]
+    assert "source lost" not in stderr and "Traceback" not in stderr
+    assert {r["top"][0]["label"] for r in run.results[seen:]} == {"macaw"}

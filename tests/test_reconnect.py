@@ -20,6 +20,7 @@ from mjpeg import MjpegServer
 
 from edge_infer.errors import SourceError
 from edge_infer.sources import reconnect
+from edge_infer.sources.base import SourceHints
 from edge_infer.sources.reconnect import ReconnectingSource
 from edge_infer.values import Frame
 
@@ -118,14 +119,22 @@ def test_the_stats_carry_the_source_health(stream, models):
 
 # --- the reconnect logic, with scripted faults -----------------------------------------------------
 
+HINTS = SourceHints(128, 128, "center")
+
+
 class ScriptedCamera:
-    """Delivers `frames` frames and then fails, like a camera pulled out of its socket."""
+    """Delivers `frames` frames and then fails, like a camera pulled out of its socket. Like a Pi camera's lores
+    stream, it serves models up to the `hints` it was opened for."""
 
     live = True
     description = "scripted camera"
 
-    def __init__(self, frames: int) -> None:
+    def __init__(self, frames: int, hints: SourceHints = HINTS) -> None:
         self.frames, self.sent, self.skipped, self.closed = frames, 0, 1, False
+        self.hints = hints
+
+    def retarget(self, hints: SourceHints) -> bool:
+        return hints.width <= self.hints.width and hints.height <= self.hints.height
 
     def read(self) -> Frame | None:
         if self.sent == self.frames:
@@ -142,7 +151,7 @@ def test_a_lost_camera_is_reopened_with_backoff(monkeypatch, caplog):
     cameras = [ScriptedCamera(2)]
     attempts: list[float] = []
 
-    def reopen() -> ScriptedCamera:
+    def reopen(hints: SourceHints) -> ScriptedCamera:
         attempts.append(time.monotonic())
         if len(attempts) < 4:
             raise SourceError("no such device")
@@ -150,7 +159,7 @@ def test_a_lost_camera_is_reopened_with_backoff(monkeypatch, caplog):
         return cameras[-1]
 
     stop = threading.Event()
-    source = ReconnectingSource(cameras[0], reopen, stop)
+    source = ReconnectingSource(cameras[0], reopen, stop, hints=HINTS)
     with caplog.at_level(logging.DEBUG, logger="edge_infer.sources.reconnect"):
         seqs = [source.read().seq for _ in range(5)]
     assert seqs == [1, 2, 3, 4, 5]  # numbered across the outage
@@ -168,13 +177,53 @@ def test_a_lost_camera_is_reopened_with_backoff(monkeypatch, caplog):
 def test_stop_ends_the_wait_for_a_source_that_does_not_come_back(monkeypatch):
     monkeypatch.setattr(reconnect, "FIRST_RETRY_S", 0.05)
 
-    def reopen() -> ScriptedCamera:
+    def reopen(hints: SourceHints) -> ScriptedCamera:
         raise SourceError("no such device")
 
     stop = threading.Event()
-    source = ReconnectingSource(ScriptedCamera(0), reopen, stop)
+    source = ReconnectingSource(ScriptedCamera(0), reopen, stop, hints=HINTS)
     threading.Timer(0.5, stop.set).start()
     started = time.monotonic()
     assert source.read() is None
     assert time.monotonic() - started < 2.0
     assert source.reconnecting and source.health().state == "reconnecting"
+
+
+def test_a_source_that_cannot_serve_a_larger_model_is_opened_again_for_it(caplog):
+    cameras = [ScriptedCamera(10)]
+
+    def reopen(hints: SourceHints) -> ScriptedCamera:
+        cameras.append(ScriptedCamera(10, hints))
+        return cameras[-1]
+
+    source = ReconnectingSource(cameras[0], reopen, threading.Event(), hints=HINTS)
+    assert [source.read().seq for _ in range(2)] == [1, 2]
+    assert source.retarget(SourceHints(96, 96, "center")) and source.read().seq == 3  # smaller: served as it is
+    assert len(cameras) == 1
+    with caplog.at_level(logging.INFO, logger="edge_infer.sources.reconnect"):
+        assert source.retarget(SourceHints(224, 224, "center"))
+        assert [source.read().seq for _ in range(2)] == [4, 5]  # numbered on
+    assert len(cameras) == 2 and cameras[0].closed and cameras[1].hints == SourceHints(224, 224, "center")
+    assert cameras[1].sent == 2 and source.skipped == 2
+    assert source.health().outages == 0 and not source.reconnecting  # a model's change, not an outage
+    assert "scripted camera: opening it again for the model's 224x224 input" in caplog.text
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_a_source_that_fails_to_open_again_for_a_larger_model_is_lost_and_retried(monkeypatch, caplog):
+    monkeypatch.setattr(reconnect, "FIRST_RETRY_S", 0.05)
+    attempts: list[SourceHints] = []
+
+    def reopen(hints: SourceHints) -> ScriptedCamera:
+        attempts.append(hints)
+        if len(attempts) == 1:
+            raise SourceError("Device or resource busy")
+        return ScriptedCamera(10, hints)
+
+    source = ReconnectingSource(ScriptedCamera(10), reopen, threading.Event(), hints=HINTS)
+    source.read()
+    source.retarget(SourceHints(224, 224, "center"))
+    assert source.read().seq == 2
+    assert attempts == [SourceHints(224, 224, "center")] * 2  # retried for the new model too
+    assert source.health().outages == 1
+    assert "source lost: Device or resource busy" in caplog.text

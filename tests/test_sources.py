@@ -1,3 +1,4 @@
+import logging
 import struct
 from pathlib import Path
 
@@ -190,6 +191,27 @@ def test_an_interlaced_mjpeg_video_is_woven_by_ffmpeg_not_squashed(tmp_path: Pat
     frames = read_all(OpenCVSource(OpenCVConfig(device=str(tmp_path / "v.avi")), HINTS))
     assert len(frames) == 3 and {image.shape for image in frames} == {(480, 640, 3)}  # not a 320x120 first field
     assert np.abs(frames[0].astype(np.int16) - frame).mean() < 15  # the two fields woven back into the photo
+
+
+def test_an_mjpeg_video_is_decoded_for_a_model_switched_in(tmp_path: Path, caplog):
+    write_video(tmp_path / "v.avi", 6, 1280, 720)
+    source = OpenCVSource(OpenCVConfig(device=str(tmp_path / "v.avi")), SourceHints(128, 128, "center"))
+    assert source.read().image.shape == (180, 320, 3)  # 1/4: the centred 180x180 still covers 128x128
+    with caplog.at_level(logging.INFO, logger="edge_infer.sources.opencv"):
+        assert source.retarget(SourceHints(224, 224, "center"))
+    assert [source.read().image.shape for _ in range(2)] == [(360, 640, 3)] * 2  # 1/2 for 224, not scaled up
+    assert "now decoding its JPEGs at 1/2 scale, for the model's 224x224 input" in caplog.text
+    source.retarget(SourceHints(128, 128, "center"))
+    assert source.read().image.shape == (180, 320, 3)
+    source.close()
+
+
+def test_photos_are_decoded_for_a_model_switched_in(tmp_path: Path):
+    cv2.imwrite(str(tmp_path / "big.jpg"), np.full((1024, 1024, 3), 90, np.uint8))
+    source = ImagesSource(ImagesConfig(path=str(tmp_path / "big.jpg"), loop=True), SourceHints(128, 128, "center"))
+    assert source.read().image.shape == (256, 256, 3)  # twice the input
+    assert source.retarget(SourceHints(224, 224, "center"))
+    assert source.read().image.shape == (512, 512, 3)
 
 
 def test_an_mjpeg_video_loops_at_its_reduced_scale(tmp_path: Path):

@@ -29,6 +29,7 @@ from ..pipeline.classifier import ModelConfig
 from ..pipeline.stats import RunStats
 from ..run import Run, open_run
 from ..schema import Origin
+from ..sources.base import SourceHints
 from ..sources.registry import build_source_spec
 from ..values import Classification, Frame
 from .plan import Task
@@ -51,6 +52,9 @@ class SyntheticSource:
     def read(self) -> Frame | None:
         self._seq += 1
         return Frame(self._seq, self._image, 0.0)
+
+    def retarget(self, hints: SourceHints) -> bool:
+        return True  # whole frames serve any model
 
     def close(self) -> None:
         pass

@@ -135,7 +135,10 @@ class FrameClassifier:
     def __init__(self, model: Classifier | ModelSlot, preprocess: PreprocessConfig, postprocess: PostprocessConfig,
                  *, box: Box = Box.WHOLE, camera: str | None = None, region: str | None = None,
                  clock: Callable[[], float] = time.perf_counter,
-                 frame_watchers: Sequence[Callable[[Frame], None]] = ()) -> None:
+                 frame_watchers: Sequence[Callable[[Frame], None]] = (),
+                 on_new_model: Callable[[LoadedModel], None] | None = None) -> None:
+        """`on_new_model`: told, on the capture thread, of each model that starts to classify the region after
+        the first (the run has the camera's source deliver frames for its input: SourceHints)."""
         # (epoch, slot), replaced as one reference: the capture thread reads it while the loop may move the region
         self._state = (0, model if isinstance(model, ModelSlot) else ModelSlot(model))
         self._moving_to: ModelSlot | None = None
@@ -146,6 +149,7 @@ class FrameClassifier:
         self._postprocess = postprocess
         self._clock = clock
         self._frame_watchers = tuple(frame_watchers)  # outputs that show the pictures (FrameWatcher.see_frame)
+        self._on_new_model = on_new_model
         self._plan = self._plan_for(*self._tagged())
         self._smoother: ScoreSmoother | None = None
         self._scores = np.empty(0, np.float32)
@@ -199,6 +203,8 @@ class FrameClassifier:
         plan = self._plan
         if plan.generation != generation:  # the slot switched models: new input size, new buffers
             plan = self._plan = self._plan_for(generation, classifier)
+            if self._on_new_model is not None and plan.preprocessor is not None:
+                self._on_new_model(classifier.info)
         if frame.image.shape != self._frame_shape:  # the first frame, or the source changed its size
             self._frame_shape = frame.image.shape
             self._warn_if_tiny(frame.image.shape[1], frame.image.shape[0])

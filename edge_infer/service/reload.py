@@ -3,8 +3,8 @@ it names now (a class taught with `teach train --apply`, or a model edited in by
 taught models the live page put in use (teach/in_use.py).
 
 A changed file is read whole and checked as at start; one that is wrong is logged and changes nothing.
-Only which model each region runs (and `model.path`) is applied live; anything else waits for a restart,
-and the log says so.
+Only which model each region runs (and `model.path`) is applied live, with the camera's frames scaled for it
+(Source.retarget); anything else waits for a restart, and the log says so.
 """
 
 from __future__ import annotations

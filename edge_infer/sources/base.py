@@ -54,6 +54,12 @@ class Source(Protocol):
 
     def read(self) -> Frame | None: ...
 
+    def retarget(self, hints: SourceHints) -> bool:
+        """Deliver frames for `hints` from the next read: a model with another input size now classifies the
+        frames (a config reload, a taught model). Called on the thread that reads. False: only opening the
+        source again can (ReconnectingSource does that)."""
+        ...
+
     def close(self) -> None: ...
 
 

@@ -188,6 +188,10 @@ class ImagesSource:
                         "decoded", path)
         return decoded.image, decoded.problem
 
+    def retarget(self, hints: SourceHints) -> bool:
+        self._hints = hints  # each photo is decoded as it is read
+        return True
+
     def close(self) -> None:
         pass
 

@@ -123,6 +123,7 @@ class OpenCVSource:
         # An MJPEG file or stream is read as its JPEGs and decoded here, at the scale the model needs.
         self._jpeg_flags: int | None = None
         self._first: np.ndarray | None = None  # the frame decoded to try that
+        self._size = (0, 0)  # the video's frame size, which the scale is chosen from
         if hints is not None and not is_camera(device) and int(capture.get(cv2.CAP_PROP_FOURCC)) == MJPG:
             width, height = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
             scale = jpeg_scale(width, height, hints)
@@ -146,7 +147,7 @@ class OpenCVSource:
         image = cv2.imdecode(packet, flags) if packet is not None and packet.size else None
         expected = (-(-size[1] // scale), -(-size[0] // scale))
         if image is not None and image.shape[:2] == expected:
-            self._jpeg_flags, self._first = flags, image
+            self._jpeg_flags, self._first, self._size = flags, image, size
             self._pass_frames = 1
             log.info("%s: decoding its JPEGs at 1/%d scale, the model's input size or more", self.description, scale)
             return
@@ -215,6 +216,19 @@ class OpenCVSource:
                                 self.description, self.skipped)
         self._seq += 1
         return Frame(seq=self._seq, image=image, ts=time.time())
+
+    def retarget(self, hints: SourceHints) -> bool:
+        """Read as its JPEGs, the next one is decoded at the scale the new model needs; decoded by FFmpeg,
+        frames are whole, which serves any model."""
+        if self._jpeg_flags is None:
+            return True
+        scale = jpeg_scale(*self._size, hints)
+        flags = REDUCED.get(scale, cv2.IMREAD_COLOR) | JPEG_FLAGS
+        if flags != self._jpeg_flags:
+            self._jpeg_flags = flags
+            log.info("%s: now decoding its JPEGs at 1/%d scale, for the model's %dx%d input", self.description,
+                     scale, hints.width, hints.height)
+        return True
 
     def _check_complete(self) -> None:
         """A file that ends before the frame count its header gives is cut off: say so, once."""

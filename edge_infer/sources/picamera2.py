@@ -323,6 +323,11 @@ class Picamera2Source:
                         "and see 'edge-infer doctor')", self.description, SILENT_FRAMES)
         return Frame(seq=self._seq, image=image[:, : self._width, :3], ts=time.time(), sensor=sensor)
 
+    def retarget(self, hints: SourceHints) -> bool:
+        """The main stream is model-independent, and a lores stream serves any input no larger than itself;
+        a larger input needs the camera configured again: opened again."""
+        return self._stream == "main" or (hints.width <= self._width and hints.height <= self._height)
+
     def close(self) -> None:
         close_camera(self._camera, self.description)
 

@@ -16,7 +16,7 @@ from dataclasses import replace
 
 from ..errors import SourceError
 from ..values import Frame, SourceHealth
-from .base import Source
+from .base import Source, SourceHints
 
 log = logging.getLogger(__name__)
 
@@ -47,20 +47,24 @@ class Backoff:
 
 
 class ReconnectingSource:
-    """Wraps a live source; `reopen` opens a new one of the same kind. Frames are numbered across outages.
+    """Wraps a live source; `reopen(hints)` opens a new one of the same kind, for the model's `hints`. Frames are
+    numbered across outages.
 
     `read` waits out an outage on the capture thread; `stop` (the run's stop event) ends the wait.
     """
 
     live = True
 
-    def __init__(self, source: Source | None, reopen: Callable[[], Source], stop: threading.Event,
-                 clock: Callable[[], float] = time.monotonic, description: str = "", camera: str | None = None) -> None:
+    def __init__(self, source: Source | None, reopen: Callable[[SourceHints], Source], stop: threading.Event, *,
+                 hints: SourceHints, clock: Callable[[], float] = time.monotonic, description: str = "",
+                 camera: str | None = None) -> None:
         """`source` None: it could not be opened at start (one of several cameras), and is tried again.
         `camera`: its name in a `cameras:` run, which its log lines start with."""
         self._prefix = f"camera {camera}: " if camera else ""
         self._source = source
         self._reopen = reopen
+        self._hints = hints
+        self._open_again = False  # retarget: the source cannot serve the new hints as it is
         self._stop = stop
         self._clock = clock
         self.description = source.description if source is not None else description
@@ -93,6 +97,9 @@ class ReconnectingSource:
                     break
                 self._try_reopen()
                 continue
+            if self._open_again:
+                self._reopen_for_model()
+                continue
             try:
                 frame = self._source.read()
                 if frame is None:  # a live stream has no end: the server went away
@@ -121,10 +128,33 @@ class ReconnectingSource:
 
     def _try_reopen(self) -> None:
         try:
-            self._source = self._reopen()
+            self._source = self._reopen(self._hints)
             self.description = self._source.description
         except Exception as exc:
             log.debug("%s: reopening failed: %s", self.description, exc)
+
+    def retarget(self, hints: SourceHints) -> bool:
+        """The source serves `hints` from the next read, as it is or opened again for them (a Pi camera's lores
+        stream, sized for a smaller model); a reconnect later opens it for them too."""
+        self._hints = hints
+        if self._source is not None and not self._source.retarget(hints):
+            self._open_again = True
+        return True
+
+    def _reopen_for_model(self) -> None:
+        """Not an outage: closed and opened at once, for the model's new input; if that fails, it is lost."""
+        self._open_again = False
+        assert self._source is not None
+        log.info("%s%s: opening it again for the model's %dx%d input", self._prefix, self.description,
+                 self._hints.width, self._hints.height)
+        self._skipped_before += self._source.skipped
+        self._source.close()
+        self._source = None
+        try:
+            self._source = self._reopen(self._hints)
+            self.description = self._source.description
+        except Exception as exc:
+            self._lost(exc)
 
     def _back(self) -> None:
         assert self._lost_at is not None
