@@ -130,6 +130,7 @@ class ReconnectingSource:
         try:
             self._source = self._reopen(self._hints)
             self.description = self._source.description
+            self._open_again = False  # opened for the newest hints
         except Exception as exc:
             log.debug("%s: reopening failed: %s", self.description, exc)
 
