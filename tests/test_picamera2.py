@@ -333,9 +333,9 @@ def test_a_larger_model_edited_in_gets_a_lores_stream_of_its_size(models: Path, 
         run.wait_for("model", "mobilenet_v1_0.25_128_quant")
         config.write_text(text.replace("mobilenet_v1_0.25_128_quant", "mobilenet_v2_1.0_224_quant"))
         run.wait_for("model", "mobilenet_v2_1.0_224_quant")
-        seen = len(run.results)
+        seen, deadline = len(run.results), time.monotonic() + 15
         while len(run.results) < seen + 3:
-            assert run.process.poll() is None
+            assert run.process.poll() is None and time.monotonic() < deadline, run.results[-1:]
             time.sleep(0.05)
     finally:
         stderr = run.stop()
