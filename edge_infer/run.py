@@ -18,7 +18,7 @@ from functools import partial
 
 from .config import Config
 from .errors import SourceError
-from .models.pull import fetch_missing
+from .models.pull import MIRROR_ENV, fetch_missing
 from .outputs.base import CameraLayout, Output, OutputContext, Peers, frame_watchers
 from .outputs.registry import open_output, shows_frames
 from .pipeline.cameras import CameraConfig, RegionConfig, cameras_of, regions_of
@@ -152,7 +152,7 @@ def open_run(config: Config, *, stop: threading.Event | None = None, source: Sou
                 desk = TeachDesk(in_use.parent, config.teach, places_of(config), config_watch.current,
                                  config_watch.check)
                 opened.callback(desk.close)
-        mirror = environ.get("EDGE_INFER_MODEL_MIRROR")
+        mirror = environ.get(MIRROR_ENV)
         cameras = cameras_of(config)
         guard = config.run.guard
         if guard.enabled and config.model.delegate in ("hailo", "imx500"):  # its steps are CPU models: they would

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..errors import ConfigError
-from ..models.files import model_dirs, resolve_model
+from ..models.files import model_dirs, model_stem, resolve_model
 from ..models.runtime import edgetpu_library_present, usable_cores
 from ..pipeline.hailo import hailo_platform_present
 
@@ -45,7 +45,7 @@ class Task:
 
     @property
     def name(self) -> str:
-        return Path(self.model).name.removesuffix(".tflite").removesuffix(".hef")
+        return model_stem(Path(self.model).name)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

@@ -11,7 +11,7 @@ from pathlib import Path
 from ..errors import EXIT_OK, ConfigError, ModelError
 from ..models.files import IMX500_NETWORKS_DIR, model_dirs, pull_dir, resolve_model
 from ..models.inspect import inspect_model
-from ..models.pull import insecure_allowed, progress_bar, pull
+from ..models.pull import MIRROR_ENV, insecure_allowed, progress_bar, pull
 from ..models.zoo import build_manifest, close_matches, find_entry
 from .arguments import numbers
 
@@ -97,7 +97,7 @@ def command_pull(args: argparse.Namespace) -> int:
         if entry is None:
             raise unknown_model(name)
     directory = pull_dir(args.models_dir)
-    mirror = os.environ.get("EDGE_INFER_MODEL_MIRROR")
+    mirror = os.environ.get(MIRROR_ENV)
     allow_insecure = args.allow_insecure_mirror or insecure_allowed()
     for entry in entries:
         assert entry is not None

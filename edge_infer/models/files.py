@@ -17,7 +17,22 @@ EDGETPU_OP = b"edgetpu-custom-op"
 # A HEF (Hailo Executable Format) starts with HEADER_MAGIC 0x01484546, big-endian (hailo-ai/hailort
 # libhailort/src/hef/hef_internal.hpp, read by hef.cpp parse_hef_header_before_distinct with BYTE_ORDER__htonl).
 HEF_MAGIC = b"\x01HEF"
+# Every TFLite flatbuffer carries the file identifier "TFL3" at byte offset 4 (tensorflow/lite/schema/schema.fbs,
+# file_identifier).
+TFLITE_ID = b"TFL3"
 MODEL_SUFFIXES = (".tflite", ".hef")
+
+
+def is_tflite(header: bytes) -> bool:
+    """The first 8 bytes (or more) of a file are a TFLite flatbuffer's."""
+    return header[4:8] == TFLITE_ID
+
+
+def model_stem(name: str) -> str:
+    """A model's name as the zoo, the results and the log give it: its file name without .tflite or .hef."""
+    return name.removesuffix(".tflite").removesuffix(".hef")
+
+
 IMX500_NETWORKS_DIR = "/usr/share/imx500-models"  # where Raspberry Pi's imx500-models package puts the AI Camera's
 
 
@@ -67,7 +82,7 @@ class ModelFile:
 
     @property
     def name(self) -> str:
-        return self.path.name.removesuffix(".tflite").removesuffix(".hef")
+        return model_stem(self.path.name)
 
     @property
     def needs_edgetpu(self) -> bool:
@@ -90,8 +105,7 @@ def read_model(path: Path) -> ModelFile:
     if content[:4] == HEF_MAGIC:
         raise ModelError(f"'{path}' is a Hailo model (HEF), not a TFLite model: it runs on a Hailo AI Kit or AI HAT+ "
                          "with model.delegate: hailo")
-    # Every TFLite flatbuffer carries the file identifier "TFL3" at byte offset 4.
-    if content[4:8] != b"TFL3":
+    if not is_tflite(content):
         raise ModelError(f"'{path}' is not a TFLite model (corrupt, truncated, or another format)")
     return ModelFile(path, content)
 
@@ -102,7 +116,7 @@ def read_hef(path: Path) -> ModelFile:
         content = path.read_bytes()
     except OSError as exc:
         raise ModelError(f"cannot read model '{path}': {exc.strerror}") from exc
-    if content[4:8] == b"TFL3":
+    if is_tflite(content):
         raise ModelError(f"'{path}' is a TFLite model: the Hailo runs HEF files compiled by Hailo's Dataflow Compiler "
                          "(edge-infer models list shows the Hailo Model Zoo's MobileNets), or set model.delegate: cpu")
     if content[:4] != HEF_MAGIC:

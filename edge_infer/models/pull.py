@@ -27,13 +27,14 @@ from typing import Any, BinaryIO, TextIO
 from urllib.parse import urlsplit
 
 from ..errors import ModelError
-from .files import HEF_MAGIC, pull_dir, replacing, resolve_model
+from .files import HEF_MAGIC, is_tflite, model_stem, pull_dir, replacing, resolve_model
 from .zoo import ModelEntry, build_manifest, find_entry
 
 log = logging.getLogger(__name__)
 
 CHUNK = 1 << 16
 Progress = Callable[[int, int | None], None]  # (bytes so far, total or None)
+MIRROR_ENV = "EDGE_INFER_MODEL_MIRROR"  # a directory or URL models are pulled from instead of their publishers'
 INSECURE_ENV = "EDGE_INFER_ALLOW_INSECURE_MIRROR"
 RECORD_SUFFIX = ".sha256"
 # An archive is read header by header up to the member: at most this many members and this many bytes
@@ -98,7 +99,7 @@ def check_recorded(model: Path, digest: str | None = None) -> None:
         return
     digest = digest or sha256_of(model)
     if digest != expected:
-        name = model.name.removesuffix(".tflite").removesuffix(".hef")
+        name = model_stem(model.name)
         was = f"the {expected[:12]}..." if re.fullmatch(r"[0-9a-f]{64}", expected) else "the (damaged) sha256"
         raise ModelError(f"'{model}' changed since it was downloaded (sha256 {digest[:12]}..., not {was} recorded "
                          f"in {record_path(model).name}): if you replaced it on purpose, delete "
@@ -308,7 +309,7 @@ def verify(temp: Path, entry: ModelEntry, source: str, digest: str, from_archive
             raise UnsafeDownload(f"{source} sent {temp.stat().st_size:,} bytes that are not a Hailo HEF (an error "
                                  "page, or the wrong file?); deleted it")
         return
-    if header[4:8] != b"TFL3":  # every TFLite flatbuffer carries its identifier there
+    if not is_tflite(header):
         raise UnsafeDownload(f"{source} sent {temp.stat().st_size:,} bytes that are not a TFLite model (an error "
                              "page, or the wrong file?); deleted it")
     if not entry.pinned(from_archive):  # a .tgz whose sha256 matched holds the publisher's .tflite

@@ -37,6 +37,8 @@ import difflib
 import functools
 from dataclasses import dataclass
 
+from .files import model_stem
+
 TF_V1_QUANT = "https://storage.googleapis.com/download.tensorflow.org/models/mobilenet_v1_2018_08_02"
 TF_V1_FLOAT = "https://storage.googleapis.com/download.tensorflow.org/models/mobilenet_v1_2018_02_22"
 TF_V2 = "https://storage.googleapis.com/download.tensorflow.org/models/tflite_11_05_08"
@@ -266,13 +268,12 @@ def build_manifest() -> tuple[ModelEntry, ...]:
 
 
 def find_entry(manifest: tuple[ModelEntry, ...], name: str) -> ModelEntry | None:
-    name = name.removesuffix(".tflite").removesuffix(".hef").removesuffix(".rpk")
+    name = model_stem(name).removesuffix(".rpk")
     return next((entry for entry in manifest if entry.name == name), None)
 
 
 def close_matches(manifest: tuple[ModelEntry, ...], name: str) -> list[str]:
-    return difflib.get_close_matches(name.removesuffix(".tflite").removesuffix(".hef"), [e.name for e in manifest], n=4,
-                                     cutoff=0.6)
+    return difflib.get_close_matches(model_stem(name), [e.name for e in manifest], n=4, cutoff=0.6)
 
 
 def redownload_hint(name: str) -> str:

@@ -25,7 +25,7 @@ import numpy as np
 from ..errors import ConfigError, ModelError, RuntimeUnavailableError
 from ..models.files import ModelFile, read_model, resolve_model
 from ..models.metadata import packed_info
-from ..models.pull import fetch_missing
+from ..models.pull import MIRROR_ENV, fetch_missing
 from ..models.runtime import load_runtime, open_interpreter, usable_cores
 from ..models.zoo import DEFAULT_MODEL, V1_TABLE, alpha_text, build_manifest, close_matches, find_entry
 from ..pipeline.preprocess import PreprocessConfig
@@ -162,7 +162,7 @@ def invoke_latency(model: ModelFile, threads: int, seconds: float) -> float:
 def measure_base(given: str, dataset: Dataset, request: CompareRequest, threads: int) -> BaseRow:
     """One base: embed the dataset, the k-fold held-out test, then the speed of the model teach would write."""
     try:
-        fetch_missing(given, None, os.environ.get("EDGE_INFER_MODEL_MIRROR"))  # a zoo name: pulled, as train does
+        fetch_missing(given, None, os.environ.get(MIRROR_ENV))  # a zoo name: pulled, as train does
     except ModelError as exc:
         if exc.__cause__ is None:
             raise

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import EdgeInferError, ModelError
+from ..models.files import TFLITE_ID
 
 # Between the logits and the output: ops that only reshape, normalize or requantize the scores.
 PASS_THROUGH = ("RESHAPE", "SQUEEZE", "SOFTMAX", "QUANTIZE", "DEQUANTIZE")
@@ -169,7 +170,7 @@ def serialize(model: Any) -> bytes:
     import flatbuffers
 
     builder = flatbuffers.Builder(1024)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    builder.Finish(model.Pack(builder), file_identifier=TFLITE_ID)
     return bytes(builder.Output())
 
 

@@ -13,7 +13,7 @@ import numpy as np
 from ..errors import ConfigError, ModelError
 from ..models.files import ModelFile, read_model, replacing, resolve_model
 from ..models.metadata import packed_info, with_metadata
-from ..models.pull import fetch_missing
+from ..models.pull import MIRROR_ENV, fetch_missing
 from ..models.runtime import load_runtime, open_interpreter, usable_cores
 from ..pipeline.preprocess import PreprocessConfig
 from .dataset import Dataset, read_dataset
@@ -120,7 +120,7 @@ def train(request: TeachRequest) -> TeachResult:
 def train_and_write(request: TeachRequest) -> TeachResult:
     output = check_output(request.output)
     dataset = read_dataset(request.dataset)
-    fetch_missing(request.base, None, os.environ.get("EDGE_INFER_MODEL_MIRROR"))  # a zoo name: pulled, as run does
+    fetch_missing(request.base, None, os.environ.get(MIRROR_ENV))  # a zoo name: pulled, as run does
     base = read_model(resolve_model(request.base, None))
     extractor = Extractor(base, request.preprocess, threads=request.threads)
     samples = embed_dataset(extractor, dataset, progress=request.progress, embedded=request.embedded)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ...errors import EdgeInferError, ModelError
-from ...models.files import EDGETPU_OP, HEF_MAGIC, model_dirs, resolve_model
+from ...models.files import EDGETPU_OP, HEF_MAGIC, is_tflite, model_dirs, resolve_model
 from ...models.pull import sha256_of
 from ...models.zoo import DEFAULT_MODEL, build_manifest, find_entry, redownload_hint
 from .report import SERVICE, Check, Runner, Verdict, joined, run_command, worst
@@ -61,7 +61,7 @@ def check_models(configured: Sequence[str], models_dir: str | None) -> Check:
             problems.append(f"{path}: cannot read ({exc.strerror})")
             fixes.append(f"check the permissions of {path}")
             continue
-        if header[4:8] != b"TFL3" and header[:4] != HEF_MAGIC:  # a TFLite flatbuffer's identifier, or a HEF's magic
+        if not is_tflite(header) and header[:4] != HEF_MAGIC:
             verdicts.append("fail")
             problems.append(f"{path}: not a TFLite model (truncated or damaged)" if path.suffix != ".hef"
                             else f"{path}: not a Hailo HEF (truncated or damaged)")
