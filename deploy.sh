@@ -149,8 +149,11 @@ install_apt_packages() {
     local packages=(python3 python3-venv python3-pip ca-certificates curl)
     local updated=0
     # apt-cache knows only what the last `apt-get update` fetched (a fresh image may have no package lists
-    # at all), so a package it does not show is not missing until the lists are new.
-    if ! apt-cache show python3-picamera2 >/dev/null 2>&1; then
+    # at all), so a package it does not show is not missing until the lists are new. Plain Debian has no
+    # python3-picamera2: deploy.sh records its own update (apt keeps no such record: a list file's mtime is the
+    # server's Last-Modified), and a re-deploy within a day does not fetch the lists again to find that out.
+    local stamp=$opt_dir/apt-lists-fetched
+    if ! apt-cache show python3-picamera2 >/dev/null 2>&1 && [ -z "$(find "$stamp" -mmin -1440 2>/dev/null)" ]; then
         step "apt-get update" apt-get update
         updated=1
     fi
@@ -179,9 +182,13 @@ install_apt_packages() {
         dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
     done
     if [ ${#missing[@]} -gt 0 ]; then
-        if [ "$updated" = 0 ]; then step "apt-get update" apt-get update; fi
+        if [ "$updated" = 0 ]; then step "apt-get update" apt-get update; updated=1; fi
         step "apt-get install ${missing[*]}" \
             env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+    fi
+    if [ "$updated" = 1 ]; then
+        step "recording the update in $stamp" mkdir -p "$opt_dir"
+        step "recording the update in $stamp" touch "$stamp"
     fi
 }
 

@@ -392,7 +392,8 @@ BASE_PACKAGES = "python3 python3-venv python3-pip ca-certificates curl"
 
 
 def apt_calls(tmp_path: Path, lists: bool, known: str, installed: str = BASE_PACKAGES) -> tuple[list[str], str]:
-    """deploy.sh's install_apt_packages, run on its own against the stand-ins: the apt calls, and what it said."""
+    """deploy.sh's install_apt_packages, run on its own against the stand-ins: the apt calls, and what it said.
+    Its record of the last update stays in tmp_path/opt between calls, as /opt/edge-infer does between deploys."""
     stand_ins = tmp_path / "bin"
     stand_ins.mkdir(exist_ok=True)
     for name, body in APT_STAND_INS.items():
@@ -406,7 +407,7 @@ def apt_calls(tmp_path: Path, lists: bool, known: str, installed: str = BASE_PAC
     found = re.search(r"^install_apt_packages\(\) \{$.*?^\}$", DEPLOY.read_text(), re.M | re.S)
     assert found, "deploy.sh has no install_apt_packages"
     script = ('on_system() { return 0; }\nsay() { echo "deploy.sh: $*"; }\nstep() { shift; "$@" || exit 1; }\n'
-              + found.group(0) + "\ninstall_apt_packages\n")
+              f"opt_dir='{tmp_path / 'opt'}'\n" + found.group(0) + "\ninstall_apt_packages\n")
     done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30,
                           env={**os.environ, "PATH": f"{stand_ins}:{os.environ['PATH']}", "APT_LOG": str(log),
                                "APT_LISTS": str(lists_file), "APT_KNOWN": known, "APT_INSTALLED": installed})
@@ -421,9 +422,17 @@ def test_deploy_updates_the_package_lists_before_calling_a_package_missing(tmp_p
                      "apt-get install -y --no-install-recommends python3-picamera2"]
     assert "not available" not in said
     # Plain Debian: still unknown after the update, and only then called so.
+    (tmp_path / "opt/apt-lists-fetched").unlink()
     calls, said = apt_calls(tmp_path, lists=False, known="")
     assert calls == ["apt-cache show python3-picamera2", "apt-get update", "apt-cache show python3-picamera2"]
     assert "python3-picamera2 is not available from apt here" in said
+    # ... and a re-deploy the same day does not fetch the lists again to find that out; a day later it does.
+    calls, said = apt_calls(tmp_path, lists=True, known="")
+    assert calls == ["apt-cache show python3-picamera2", "apt-cache show python3-picamera2"]
+    assert "python3-picamera2 is not available from apt here" in said
+    stamp = tmp_path / "opt/apt-lists-fetched"
+    os.utime(stamp, (stamp.stat().st_atime, time.time() - 25 * 3600))
+    assert "apt-get update" in apt_calls(tmp_path, lists=True, known="")[0]
     # Lists that know it, and everything installed: no update at all, as a second run must change nothing.
     everything = BASE_PACKAGES + " python3-picamera2"
     calls, _ = apt_calls(tmp_path, lists=True, known="python3-picamera2", installed=everything)

@@ -58,7 +58,8 @@ deploy_changes_nothing() {
     local out
     out=$(deploy) || return 1
     echo "$out"
-    ! grep -E "^deploy.sh: (installed|fetched)" <<<"$out"
+    ! grep -E "^deploy.sh: (installed|fetched)" <<<"$out" &&
+        ! grep -E "^(Hit|Get|Ign|Err):" <<<"$out"  # nor fetches apt's lists again (its stamp is from the first)
 }
 ready_after_first_frame() {  # READY=1 carries the status the first classified frame sets
     systemctl is-active --quiet edge-infer &&
