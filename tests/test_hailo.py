@@ -25,6 +25,7 @@ from edge_infer.errors import ModelError, RuntimeUnavailableError
 from edge_infer.models.files import resolve_model
 from edge_infer.models.pull import UnsafeDownload, pull, recorded
 from edge_infer.models.zoo import HAILO, build_manifest, find_entry
+from edge_infer.pipeline import hailo as hailo_module
 from edge_infer.pipeline.classifier import Classifier, ModelConfig, load_classifier
 from edge_infer.pipeline.failover import Failover
 from edge_infer.pipeline.hailo import gives_probabilities
@@ -325,6 +326,34 @@ def test_a_hailo_lost_mid_run_fails_over_in_process_and_comes_back(hailort: Path
     slot.between_frames()  # the retry: a new VDevice, the dead one having been released at the failover
     assert slot.classifier.info.backend == "hailo" and failover.health().state == "hailo"
     assert int(scores_of(slot.classifier, parrot()).argmax()) == MACAW
+    slot.classifier.close()
+
+
+def test_a_hailo_that_stops_answering_times_out_and_fails_over(hailort: Path, models: Path, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch, caplog):
+    # A hung device is there but never completes a job: each invoke would wait INVOKE_TIMEOUT_MS (10 s, well
+    # inside the unit's WatchdogSec=30) before HAILO_TIMEOUT; 0.3 s here.
+    monkeypatch.setattr(hailo_module, "INVOKE_TIMEOUT_MS", 300)
+    hef = write_hef(tmp_path / "v2.hef", models / f"{V2}.tflite")
+    config = hailo_config(hef, fallback_model=f"{V2}", models_dir=str(models))
+    cpu = ModelConfig(path=str(models / f"{V2}.tflite"), num_threads=1)
+    now = [0.0]
+    failover = Failover(lambda path: load_classifier(config), lambda: load_classifier(cpu), V2,
+                        clock=lambda: now[0], accelerator="hailo")
+    slot = ModelSlot(load_classifier(config), None, config.path, failover)
+    (hailort / "dev" / "hailo0.hung").touch()
+    hung = slot.classifier
+    hung.input_tensor()[...] = parrot()
+    started = time.monotonic()
+    assert not slot.invoke(hung)
+    assert time.monotonic() - started >= 0.3  # it waited for the device, as long as it was told
+    assert slot.classifier.info.backend == "cpu" and failover.health().state == "lost"
+    assert "(HailoRT: HAILO_TIMEOUT): running mobilenet_v2_1.0_224_quant on the CPU" in caplog.text
+    assert int(scores_of(slot.classifier, parrot()).argmax()) == MACAW  # the fallback classifies
+    (hailort / "dev" / "hailo0.hung").unlink()  # reset: the hung VDevice was released at the failover
+    now[0] = 10.0
+    slot.between_frames()
+    assert slot.classifier.info.backend == "hailo" and int(scores_of(slot.classifier, parrot()).argmax()) == MACAW
     slot.classifier.close()
 
 

@@ -24,18 +24,21 @@ Failures come as upstream raises them:
   validate_hef_header);
 - the device gone mid-run: run() fails. What real HailoRT returns when a PCIe device drops off the bus is not
   documented; the stand-in raises HAILO_DRIVER_OPERATION_FAILED's class (HailoRTDriverOperationFailedException,
-  "Failure in hailort driver ioctl"), the status an ioctl on a dead device gives.
+  "Failure in hailort driver ioctl"), the status an ioctl on a dead device gives;
+- the device there but not answering (its firmware hung): run() is run_async(bindings) then job.wait(timeout), and a
+  job that never completes fails the wait with HAILO_TIMEOUT once `timeout` ms have passed, which ExceptionWrapper
+  raises as HailoRTTimeout("Received a timeout - hailort has failed because a timeout had occurred").
 HailoRT's logger writes its errors to stderr as "[HailoRT] [error] ..." (libhailort/src/utils/hailort_logger.cpp:
 HAILORT_CONSOLE_LOGGER_PATTERN on a stderr_color_sink) and to hailort.log files; the stand-in writes the stderr lines.
 
 The machine is a directory, $HAILO_STANDIN_ROOT, laid out as / is: dev/hailo0 is the device (a file naming its chip,
-HAILO8 or HAILO8L; removed = gone), sys/module/hailo_pci/version the driver's version (MODULE_VERSION(HAILO_DRV_VER),
-hailo-ai/hailort-drivers linux/pcie/src/pcie.c). A HEF is b"\\x01HEF" (hef_internal.hpp HEADER_MAGIC, big-endian)
-followed by JSON: {"tflite": a real TFLite MobileNet, "arch": "HAILO8" | "HAILO8L", "output": "softmax" | "logits",
-"classes": 1001 | 1000}. Its "network" runs that TFLite model on the CPU (ai_edge_litert) on the very pixels it is
-given, so what it answers is a real classification: "softmax" hands out the model's probabilities quantized as the
-TFLite output is, "logits" their logarithms plus 10 on a [-14, 10] range (uint8, qp_zp 148.75), and 1000 classes drop
-index 0 (background).
+HAILO8 or HAILO8L; removed = gone; dev/hailo0.hung beside it = hung), sys/module/hailo_pci/version the driver's
+version (MODULE_VERSION(HAILO_DRV_VER), hailo-ai/hailort-drivers linux/pcie/src/pcie.c). A HEF is b"\\x01HEF"
+(hef_internal.hpp HEADER_MAGIC, big-endian) followed by JSON: {"tflite": a real TFLite MobileNet, "arch": "HAILO8" |
+"HAILO8L", "output": "softmax" | "logits", "classes": 1001 | 1000}. Its "network" runs that TFLite model on the CPU
+(ai_edge_litert) on the very pixels it is given, so what it answers is a real classification: "softmax" hands out the
+model's probabilities quantized as the TFLite output is, "logits" their logarithms plus 10 on a [-14, 10] range
+(uint8, qp_zp 148.75), and 1000 classes drop index 0 (background).
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ import fcntl
 import json
 import os
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -569,6 +573,10 @@ class ConfiguredInferModel:
             out.reshape(-1)[...] = quantized
 
     def run(self, bindings: list[ConfiguredInferModel.Bindings], timeout: int) -> None:
+        self._check_alive()
+        if device_node().with_name("hailo0.hung").exists():  # the job never completes: job.wait(timeout) times out
+            time.sleep(timeout / 1000)
+            raise HailoRTTimeout("Received a timeout - hailort has failed because a timeout had occurred")
         for one in bindings:
             self._infer(one)
 
