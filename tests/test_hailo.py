@@ -307,14 +307,19 @@ def test_isolated_it_classifies_in_the_worker_and_its_errors_keep_their_kind(hai
 
 # --- the failover to a CPU model ------------------------------------------------------------------------------------
 
-def test_a_hailo_lost_mid_run_fails_over_in_process_and_comes_back(hailort: Path, models: Path, tmp_path: Path):
+def failover_slot(tmp_path: Path, models: Path) -> tuple[ModelSlot, Failover, list[float]]:
+    """A slot on the Hailo that fails over to the same network on the CPU; its clock is the list's number."""
     hef = write_hef(tmp_path / "v2.hef", models / f"{V2}.tflite")
     config = hailo_config(hef, fallback_model=f"{V2}", models_dir=str(models))
     cpu = ModelConfig(path=str(models / f"{V2}.tflite"), num_threads=1)
     now = [0.0]
     failover = Failover(lambda path: load_classifier(config), lambda: load_classifier(cpu), V2,
                         clock=lambda: now[0], accelerator="hailo")
-    slot = ModelSlot(load_classifier(config), None, config.path, failover)
+    return ModelSlot(load_classifier(config), None, config.path, failover), failover, now
+
+
+def test_a_hailo_lost_mid_run_fails_over_in_process_and_comes_back(hailort: Path, models: Path, tmp_path: Path):
+    slot, failover, now = failover_slot(tmp_path, models)
     slot.classifier.input_tensor()[...] = parrot()
     assert slot.invoke(slot.classifier)
     (hailort / "dev" / "hailo0").unlink()
@@ -334,13 +339,7 @@ def test_a_hailo_that_stops_answering_times_out_and_fails_over(hailort: Path, mo
     # A hung device is there but never completes a job: each invoke would wait INVOKE_TIMEOUT_MS (10 s, well
     # inside the unit's WatchdogSec=30) before HAILO_TIMEOUT; 0.3 s here.
     monkeypatch.setattr(hailo_module, "INVOKE_TIMEOUT_MS", 300)
-    hef = write_hef(tmp_path / "v2.hef", models / f"{V2}.tflite")
-    config = hailo_config(hef, fallback_model=f"{V2}", models_dir=str(models))
-    cpu = ModelConfig(path=str(models / f"{V2}.tflite"), num_threads=1)
-    now = [0.0]
-    failover = Failover(lambda path: load_classifier(config), lambda: load_classifier(cpu), V2,
-                        clock=lambda: now[0], accelerator="hailo")
-    slot = ModelSlot(load_classifier(config), None, config.path, failover)
+    slot, failover, now = failover_slot(tmp_path, models)
     (hailort / "dev" / "hailo0.hung").touch()
     hung = slot.classifier
     hung.input_tensor()[...] = parrot()
