@@ -150,8 +150,9 @@ install_apt_packages() {
     local updated=0
     # apt-cache knows only what the last `apt-get update` fetched (a fresh image may have no package lists
     # at all), so a package it does not show is not missing until the lists are new. Plain Debian has no
-    # python3-picamera2: deploy.sh records its own update (apt keeps no such record: a list file's mtime is the
-    # server's Last-Modified), and a re-deploy within a day does not fetch the lists again to find that out.
+    # python3-picamera2: deploy.sh records its own update (apt keeps no such record: its http method stamps a list
+    # file with the server's Last-Modified, methods/basehttp.cc utimes(DestFile, Server->Date)), and a re-deploy
+    # within a day does not fetch the lists again to find that out.
     local stamp=$opt_dir/apt-lists-fetched
     if ! apt-cache show python3-picamera2 >/dev/null 2>&1 && [ -z "$(find "$stamp" -mmin -1440 2>/dev/null)" ]; then
         step "apt-get update" apt-get update

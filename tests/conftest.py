@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +37,19 @@ def filled(image: np.ndarray, width: int, height: int) -> np.ndarray:
 def side_by_side(images: Path, left: str, right: str, half: int = 320) -> np.ndarray:
     """A 2*half x half frame with one photo in each half: regions over each half have known labels."""
     return np.hstack([filled(cv2.imread(str(images / name)), half, half) for name in (left, right)])
+
+
+def write_video(path: Path, frames: Iterable[np.ndarray], fourcc: str = "MJPG") -> Path:
+    """A 10 fps video of `frames` (BGR, all of the first one's size), written by OpenCV."""
+    writer = None
+    for frame in frames:
+        if writer is None:
+            writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), 10, frame.shape[1::-1])
+            assert writer.isOpened()
+        writer.write(frame)
+    assert writer is not None, "no frames"
+    writer.release()
+    return path
 
 
 def read_all(source: Source) -> list[np.ndarray]:

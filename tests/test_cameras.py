@@ -7,9 +7,8 @@ import time
 from pathlib import Path
 
 import cv2
-import numpy as np
 import pytest
-from conftest import ListOutput, LiveRun, error_lines, filled, side_by_side
+from conftest import ListOutput, LiveRun, error_lines, filled, side_by_side, write_video
 from mjpeg import MjpegServer
 
 from edge_infer.config import load_config
@@ -196,18 +195,11 @@ run: {{max_frames: 3}}
                         "classify: make its box larger"]
 
 
-def write_mjpg(path: Path, image: np.ndarray, frames: int = 3) -> Path:
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, image.shape[1::-1])
-    for _ in range(frames):
-        writer.write(image)
-    writer.release()
-    return path
-
-
 def test_a_camera_with_regions_gets_its_frames_whole_and_one_without_at_the_models_scale(
         models: Path, images: Path, tmp_path: Path, caplog):
-    yard = write_mjpg(tmp_path / "yard.avi", side_by_side(images, "bird.bmp", "parrot.jpg", half=480))
-    porch = write_mjpg(tmp_path / "porch.avi", cv2.resize(cv2.imread(str(images / "sunflower.bmp")), (640, 480)))
+    yard = write_video(tmp_path / "yard.avi", [side_by_side(images, "bird.bmp", "parrot.jpg", half=480)] * 3)
+    sunflower = cv2.resize(cv2.imread(str(images / "sunflower.bmp")), (640, 480))
+    porch = write_video(tmp_path / "porch.avi", [sunflower] * 3)
     config = load_config(str(write_config(tmp_path / "config.yaml", f"""
 model: {{path: {models / V2}, num_threads: 1}}
 postprocess: {{top_k: 1}}

@@ -10,8 +10,9 @@ import time
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
-from conftest import REPO, error_lines, need, python_start_up_s
+from conftest import REPO, error_lines, need, python_start_up_s, write_video
 
 from edge_infer.cli.run import ANSI_COLOUR, native_level
 
@@ -71,23 +72,21 @@ def test_threads_flag_reaches_the_interpreter(cli, models: Path, images: Path):
     assert done.status == 0 and ", 1 threads," in done.stderr
 
 
-def write_video(path: Path, images: Path, sequence: list[str], repeat: int) -> None:
+def photo_video(path: Path, images: Path, sequence: list[str], repeat: int) -> None:
     """An MJPEG AVI of centre-cropped 256x256 frames, each image `repeat` times."""
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (256, 256))
-    assert writer.isOpened()
-    for name in sequence:
+    def square(name: str) -> np.ndarray:
         image = cv2.imread(str(images / name))
         h, w = image.shape[:2]
         side = min(h, w)
-        square = image[(h - side) // 2:(h + side) // 2, (w - side) // 2:(w + side) // 2]
-        for _ in range(repeat):
-            writer.write(cv2.resize(square, (256, 256), interpolation=cv2.INTER_AREA))
-    writer.release()
+        cropped = image[(h - side) // 2:(h + side) // 2, (w - side) // 2:(w + side) // 2]
+        return cv2.resize(cropped, (256, 256), interpolation=cv2.INTER_AREA)
+
+    write_video(path, [square(name) for name in sequence for _ in range(repeat)])
 
 
 def test_video_file_gives_the_label_sequence(cli, tmp_path: Path, models: Path, images: Path):
     video = tmp_path / "clip.avi"
-    write_video(video, images, ["parrot.jpg", "bird.bmp", "sunflower.bmp", "parrot.jpg"], repeat=3)
+    photo_video(video, images, ["parrot.jpg", "bird.bmp", "sunflower.bmp", "parrot.jpg"], repeat=3)
     done = cli("run", "--model", str(models / "mobilenet_v2_1.0_224_quant.tflite"), "--source", str(video),
                "--top-k", "1")
     assert done.status == 0, done.stderr
@@ -98,7 +97,7 @@ def test_video_file_gives_the_label_sequence(cli, tmp_path: Path, models: Path, 
 
 def test_smoothing_holds_a_label_across_a_one_frame_change(cli, tmp_path: Path, models: Path, images: Path):
     video = tmp_path / "blip.avi"
-    write_video(video, images, ["parrot.jpg"] * 4 + ["bird.bmp"] + ["parrot.jpg"] * 2, repeat=1)
+    photo_video(video, images, ["parrot.jpg"] * 4 + ["bird.bmp"] + ["parrot.jpg"] * 2, repeat=1)
     model = str(models / "mobilenet_v2_1.0_224_quant.tflite")
     raw = cli("run", "--model", model, "--source", str(video))
     smoothed = cli("run", "--model", model, "--source", str(video), "--smoothing", "4")

@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import error_lines
+from conftest import error_lines, write_video
 
 from edge_infer.sources.base import SourceHints
 from edge_infer.sources.images import image_size, reduction
@@ -102,11 +102,7 @@ def test_a_looping_directory_warns_once_per_bad_file_and_a_signal_ends_it_cleanl
 def test_a_truncated_video_is_reported_once(cli, tmp_path: Path, models: Path, images: Path, model: str,
                                             native_line: str):
     path = tmp_path / "clip.avi"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (256, 256))
-    frame = cv2.resize(cv2.imread(str(images / "bird.bmp")), (256, 256))
-    for _ in range(40):
-        writer.write(frame)
-    writer.release()
+    write_video(path, [cv2.resize(cv2.imread(str(images / "bird.bmp")), (256, 256))] * 40)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) * 6 // 10])
     done = cli("run", "--model", str(models / model), "--source", str(path))

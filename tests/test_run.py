@@ -10,9 +10,9 @@ import sys
 import threading
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
+from conftest import write_video
 
 from edge_infer.config import Config, RunConfig
 from edge_infer.errors import ConfigError, SourceError
@@ -39,13 +39,9 @@ def test_the_inference_core_imports_no_config_reader_broker_client_or_source_bac
     assert done.stdout.strip() == "[]"
 
 
-def write_video(path: Path, frames: int = 6, size: tuple[int, int] = (160, 120)) -> Path:
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, size)
-    assert writer.isOpened()
-    for i in range(frames):
-        writer.write(np.full((size[1], size[0], 3), 40 * i, np.uint8))
-    writer.release()
-    return path
+def grey_video(path: Path, frames: int = 6, size: tuple[int, int] = (160, 120)) -> Path:
+    """Frame i is all 40 * i."""
+    return write_video(path, (np.full((size[1], size[0], 3), 40 * i, np.uint8) for i in range(frames)))
 
 
 def open_descriptors_on(path: Path) -> int:
@@ -80,7 +76,7 @@ class ListOutput:
 
 
 def test_an_output_that_cannot_open_closes_the_source_opened_before_it(models: Path, tmp_path: Path):
-    video = write_video(tmp_path / "clip.avi")
+    video = grey_video(tmp_path / "clip.avi")
     config = video_config(models, video, outputs=("stdout", "mqtt"),
                           mqtt=MqttConfig(password_file=str(tmp_path / "missing"), username="u"))
     with pytest.raises(ConfigError, match="mqtt.password_file: cannot read") as caught, open_run(config, environ={}):
@@ -90,7 +86,7 @@ def test_an_output_that_cannot_open_closes_the_source_opened_before_it(models: P
 
 
 def test_the_run_closes_its_source_at_the_end(models: Path, tmp_path: Path):
-    video = write_video(tmp_path / "clip.avi")
+    video = grey_video(tmp_path / "clip.avi")
     collected = ListOutput()
     with open_run(video_config(models, video), outputs=[collected], environ={}) as run:
         assert open_descriptors_on(video) == 1  # the real source is open while the run is
@@ -102,7 +98,7 @@ def test_the_run_closes_its_source_at_the_end(models: Path, tmp_path: Path):
 
 
 def test_the_run_closes_its_source_when_the_run_fails(models: Path, tmp_path: Path):
-    video = write_video(tmp_path / "clip.avi")
+    video = grey_video(tmp_path / "clip.avi")
     held = []  # a reference, so that garbage collection cannot close the source in the run's place
     with pytest.raises(SourceError), open_run(video_config(models, video), outputs=[ListOutput()], environ={}) as run:
         held.append(run.source)
@@ -111,7 +107,7 @@ def test_the_run_closes_its_source_when_the_run_fails(models: Path, tmp_path: Pa
 
 
 def test_every_frame_for_files_and_the_configured_frame_limit(models: Path, tmp_path: Path):
-    video = write_video(tmp_path / "clip.avi")
+    video = grey_video(tmp_path / "clip.avi")
     config = video_config(models, video, run=RunConfig(max_frames=4))
     with open_run(config, outputs=[ListOutput()], environ={}) as run:
         assert run.every_frame  # a file: nothing is dropped
@@ -125,7 +121,7 @@ def test_the_notifier_joins_under_systemd(models: Path, tmp_path: Path):
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as systemd:
         systemd.bind(address)
         systemd.settimeout(5)
-        video = write_video(tmp_path / "clip.avi", frames=2)
+        video = grey_video(tmp_path / "clip.avi", frames=2)
         with open_run(video_config(models, video), outputs=[ListOutput()],
                       environ={"NOTIFY_SOCKET": address}, stop=threading.Event()) as run:
             run.execute()
@@ -145,7 +141,7 @@ class WatchingOutput(ListOutput):
 
 
 def test_outputs_that_watch_frames_see_each_frame_before_its_buffer_is_reused(models: Path, tmp_path: Path):
-    video = write_video(tmp_path / "clip.avi")
+    video = grey_video(tmp_path / "clip.avi")
     watcher = WatchingOutput()
     with open_run(video_config(models, video), outputs=[watcher], environ={}) as run:
         run.execute()
@@ -158,7 +154,7 @@ def test_outputs_that_watch_frames_see_each_frame_before_its_buffer_is_reused(mo
 
 def test_an_mjpeg_video_is_decoded_at_a_reduced_scale_only_when_no_output_shows_its_frames(
         models: Path, tmp_path: Path, caplog):
-    video = write_video(tmp_path / "clip.avi", size=(640, 480))
+    video = grey_video(tmp_path / "clip.avi", size=(640, 480))
     caplog.set_level("INFO", logger="edge_infer.sources.opencv")
     with open_run(video_config(models, video), outputs=[ListOutput()], environ={}) as run:
         stats = run.execute()

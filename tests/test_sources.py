@@ -5,7 +5,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import read_all, side_by_side
+from conftest import read_all, side_by_side, write_video
 from mjpeg import MjpegServer
 
 from edge_infer.errors import ConfigError, SourceError
@@ -54,15 +54,13 @@ def test_a_glob_that_matches_nothing(tmp_path: Path):
         ImagesSource(ImagesConfig(path=str(tmp_path / "*.png")), HINTS)
 
 
-def write_video(path: Path, count: int, width: int = 32, height: int = 24) -> None:
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (width, height))
-    for i in range(count):
-        writer.write(np.full((height, width, 3), 20 * i, np.uint8))
-    writer.release()
+def grey_video(path: Path, count: int, width: int = 32, height: int = 24) -> None:
+    """Frame i is all 20 * i."""
+    write_video(path, (np.full((height, width, 3), 20 * i, np.uint8) for i in range(count)))
 
 
 def test_video_file_ends_after_its_last_frame(tmp_path: Path):
-    write_video(tmp_path / "v.avi", 4)
+    grey_video(tmp_path / "v.avi", 4)
     source = OpenCVSource(OpenCVConfig(device=str(tmp_path / "v.avi")))
     assert not source.live
     frames = []
@@ -74,7 +72,7 @@ def test_video_file_ends_after_its_last_frame(tmp_path: Path):
 
 
 def test_video_file_loops(tmp_path: Path):
-    write_video(tmp_path / "v.avi", 3)
+    grey_video(tmp_path / "v.avi", 3)
     source = OpenCVSource(OpenCVConfig(device=str(tmp_path / "v.avi"), loop=True))
     levels = []
     for _ in range(7):
@@ -85,7 +83,7 @@ def test_video_file_loops(tmp_path: Path):
 
 
 def test_released_buffers_are_reused(tmp_path: Path):
-    write_video(tmp_path / "v.avi", 3)
+    grey_video(tmp_path / "v.avi", 3)
     source = OpenCVSource(OpenCVConfig(device=str(tmp_path / "v.avi")))
     first = source.read()
     address = first.image.__array_interface__["data"][0]
@@ -131,11 +129,7 @@ def test_jpeg_scale_keeps_what_the_model_sees_at_least_its_input_size():
 def write_scene_video(path: Path, images: Path, count: int, fourcc: str = "MJPG") -> None:
     """A 640x480 video of two real photos panning, so every frame differs."""
     scene = cv2.resize(side_by_side(images, "bird.bmp", "parrot.jpg"), (1280, 480))
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), 10, (640, 480))
-    assert writer.isOpened()
-    for i in range(count):
-        writer.write(np.ascontiguousarray(scene[:, i * 40: i * 40 + 640]))
-    writer.release()
+    write_video(path, (np.ascontiguousarray(scene[:, i * 40: i * 40 + 640]) for i in range(count)), fourcc)
 
 
 def test_an_mjpeg_video_is_decoded_at_the_scale_the_model_needs(tmp_path: Path, images: Path):
@@ -194,7 +188,7 @@ def test_an_interlaced_mjpeg_video_is_woven_by_ffmpeg_not_squashed(tmp_path: Pat
 
 
 def test_an_mjpeg_video_is_decoded_for_a_model_switched_in(tmp_path: Path, caplog):
-    write_video(tmp_path / "v.avi", 6, 1280, 720)
+    grey_video(tmp_path / "v.avi", 6, 1280, 720)
     source = OpenCVSource(OpenCVConfig(device=str(tmp_path / "v.avi")), SourceHints(128, 128, "center"))
     assert source.read().image.shape == (180, 320, 3)  # 1/4: the centred 180x180 still covers 128x128
     with caplog.at_level(logging.INFO, logger="edge_infer.sources.opencv"):
@@ -215,7 +209,7 @@ def test_photos_are_decoded_for_a_model_switched_in(tmp_path: Path):
 
 
 def test_an_mjpeg_video_loops_at_its_reduced_scale(tmp_path: Path):
-    write_video(tmp_path / "v.avi", 3, 640, 480)
+    grey_video(tmp_path / "v.avi", 3, 640, 480)
     source = OpenCVSource(OpenCVConfig(device=str(tmp_path / "v.avi"), loop=True), HINTS)
     frames = [source.read() for _ in range(7)]
     assert [round(float(frame.image.mean()) / 20) for frame in frames] == [0, 1, 2, 0, 1, 2, 0]
@@ -225,7 +219,7 @@ def test_an_mjpeg_video_loops_at_its_reduced_scale(tmp_path: Path):
 
 def test_a_broken_jpeg_in_an_mjpeg_video_is_passed_over_and_counted(tmp_path: Path, caplog):
     path = tmp_path / "v.avi"
-    write_video(path, 5, 640, 480)
+    grey_video(path, 5, 640, 480)
     data = bytearray(path.read_bytes())
     starts = [i for i in range(len(data) - 3) if data[i: i + 3] == b"\xff\xd8\xff"]
     assert len(starts) == 5

@@ -72,6 +72,11 @@ def largest_scale(width: int, height: int, least_width: int, least_height: int) 
     return factor
 
 
+def reduced_flag(scale: int) -> int:
+    """cv2.imdecode's flag for a JPEG that libjpeg decodes at 1/`scale` (1: whole)."""
+    return REDUCED.get(scale, cv2.IMREAD_COLOR)
+
+
 def reduction(size: tuple[int, int], hints: SourceHints) -> int:
     """The largest JPEG decode scale that keeps the image at least twice the model's input on each side
     (preprocessing then still halves it with a box filter, so nothing aliases)."""
@@ -124,7 +129,7 @@ def decode_data(data: bytes, hints: SourceHints) -> Decoded:
             return Decoded(None, f"{size[0]}x{size[1]} is more than the {MAX_IMAGE_PIXELS // 1_000_000} million "
                            "pixels edge-infer decodes (a damaged header, or scale it down)")
         if data[:2] == b"\xff\xd8":
-            flags = REDUCED.get(reduction(size, hints), cv2.IMREAD_COLOR)
+            flags = reduced_flag(reduction(size, hints))
     # A JPEG ends with its EOI marker; entropy-coded data cannot contain it (0xFF is stuffed there).
     truncated = data[:2] == b"\xff\xd8" and b"\xff\xd9" not in data[-4096:]
     if truncated:  # decode what is there, as libjpeg's file reader does when a file ends early

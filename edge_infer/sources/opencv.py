@@ -18,7 +18,7 @@ from ..security.credentials import read_secret, url_with_password
 from ..security.redact import redact
 from ..values import Frame
 from .base import BufferPool, SourceHints
-from .images import REDUCED, jpeg_scale
+from .images import jpeg_scale, reduced_flag
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,11 @@ MJPG = cv2.VideoWriter.fourcc(*"MJPG")
 # libjpeg's own orientation, as FFmpeg's decoder gives it: a camera's EXIF tag must not turn its video.
 JPEG_FLAGS = cv2.IMREAD_IGNORE_ORIENTATION
 EOI = b"\xff\xd9"  # a JPEG's last marker; its entropy-coded data cannot hold it (0xFF is stuffed there)
+
+
+def jpeg_flags(scale: int) -> int:
+    """cv2.imdecode's flags for a video's JPEG decoded at 1/`scale` (1: whole)."""
+    return reduced_flag(scale) | JPEG_FLAGS
 
 
 @dataclass(frozen=True)
@@ -140,7 +145,7 @@ class OpenCVSource:
         half its height in each packet, which FFmpeg weaves into one frame (libavcodec/mjpegdec.c,
         ff_mjpeg_decode_sof: a JPEG under 3/4 of the video's height is a field); alone, the first is a squashed
         frame, so such a video is FFmpeg's."""
-        flags = REDUCED[scale] | JPEG_FLAGS
+        flags = jpeg_flags(scale)
         if not self._capture.set(cv2.CAP_PROP_FORMAT, -1):  # a backend without raw packets: FFmpeg decodes
             return
         packet = self._capture.read()[1]
@@ -223,11 +228,11 @@ class OpenCVSource:
         if self._jpeg_flags is None:
             return True
         scale = jpeg_scale(*self._size, hints)
-        flags = REDUCED.get(scale, cv2.IMREAD_COLOR) | JPEG_FLAGS
+        flags = jpeg_flags(scale)
         if flags != self._jpeg_flags:
             self._jpeg_flags = flags
-            log.info("%s: now decoding its JPEGs at 1/%d scale, for the model's %dx%d input", self.description,
-                     scale, hints.width, hints.height)
+            log.info("%s: now decoding its JPEGs %s, for the model's %dx%d input", self.description,
+                     f"at 1/{scale} scale" if scale > 1 else "whole", hints.width, hints.height)
         return True
 
     def _check_complete(self) -> None:

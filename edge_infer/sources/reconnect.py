@@ -121,16 +121,24 @@ class ReconnectingSource:
                         LONGEST_RETRY_S)
         else:
             log.debug("%s: still lost (%s)", self.description, error)
+        self._drop()
+
+    def _drop(self) -> None:
+        """Close the source, keeping its count of frames passed over."""
         source, self._source = self._source, None
         if source is not None:
             self._skipped_before += source.skipped
             source.close()
 
+    def _open(self) -> None:
+        """Open a new source for the newest hints; raises what `reopen` raises."""
+        self._source = self._reopen(self._hints)
+        self.description = self._source.description
+        self._open_again = False
+
     def _try_reopen(self) -> None:
         try:
-            self._source = self._reopen(self._hints)
-            self.description = self._source.description
-            self._open_again = False  # opened for the newest hints
+            self._open()
         except Exception as exc:
             log.debug("%s: reopening failed: %s", self.description, exc)
 
@@ -144,16 +152,11 @@ class ReconnectingSource:
 
     def _reopen_for_model(self) -> None:
         """Not an outage: closed and opened at once, for the model's new input; if that fails, it is lost."""
-        self._open_again = False
-        assert self._source is not None
         log.info("%s%s: opening it again for the model's %dx%d input", self._prefix, self.description,
                  self._hints.width, self._hints.height)
-        self._skipped_before += self._source.skipped
-        self._source.close()
-        self._source = None
+        self._drop()
         try:
-            self._source = self._reopen(self._hints)
-            self.description = self._source.description
+            self._open()
         except Exception as exc:
             self._lost(exc)
 

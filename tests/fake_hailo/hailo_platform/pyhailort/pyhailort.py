@@ -71,6 +71,11 @@ def device_node() -> Path:
     return root() / "dev" / "hailo0"
 
 
+def device_hung() -> bool:
+    """The device is there but completes no job (its firmware hung)."""
+    return device_node().with_name("hailo0.hung").exists()
+
+
 def log_error(message: str) -> None:
     print(f"[HailoRT] [error] {message}", file=sys.stderr, flush=True)
 
@@ -492,10 +497,17 @@ class AsyncInferCompletionInfo:
 
 
 class AsyncInferJob:
-    def __init__(self, error: HailoRTException | None) -> None:
+    """pyhailort.py, AsyncInferJob: wait(timeout_ms) raises the job's error; a job not completed within timeout_ms
+    fails the wait with HAILO_TIMEOUT, which ExceptionWrapper raises as HailoRTTimeout."""
+
+    def __init__(self, error: HailoRTException | None, completed: bool = True) -> None:
         self._error = error
+        self._completed = completed
 
     def wait(self, timeout_ms: int) -> None:
+        if not self._completed:
+            time.sleep(timeout_ms / 1000)
+            raise HailoRTTimeout("Received a timeout - hailort has failed because a timeout had occurred")
         if self._error is not None:
             raise self._error
 
@@ -573,16 +585,14 @@ class ConfiguredInferModel:
             out.reshape(-1)[...] = quantized
 
     def run(self, bindings: list[ConfiguredInferModel.Bindings], timeout: int) -> None:
-        self._check_alive()
-        if device_node().with_name("hailo0.hung").exists():  # the job never completes: job.wait(timeout) times out
-            time.sleep(timeout / 1000)
-            raise HailoRTTimeout("Received a timeout - hailort has failed because a timeout had occurred")
-        for one in bindings:
-            self._infer(one)
+        self.run_async(bindings).wait(timeout)  # as upstream's run is
 
     def run_async(self, bindings: list[ConfiguredInferModel.Bindings], callback: Any = None) -> AsyncInferJob:
         error: HailoRTException | None = None
         try:
+            self._check_alive()
+            if device_hung():  # queued, never completed: no callback, and the job's wait times out
+                return AsyncInferJob(None, completed=False)
             for one in bindings:
                 self._infer(one)
         except HailoRTException as exc:
